@@ -1,0 +1,23 @@
+"""exec_id: one id per node and process image.
+
+An image is identified by where it runs (node), when it began (the exec's
+boot-time timestamp, or the thread group's start for an image inherited by
+fork or found in /proc) and its pid. Encoded opaque (base64url) like
+Tetragon's, so consumers treat it as a key, not as something to parse.
+"""
+
+from __future__ import annotations
+
+import base64
+
+
+def make_exec_id(node: str, ktime_ns: int, pid: int) -> str:
+    raw = f"{node}:{ktime_ns}:{pid}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def parse_exec_id(exec_id: str) -> tuple[str, int, int]:
+    """(node, ktime_ns, pid) back from an exec_id: for debugging and tests."""
+    raw = base64.urlsafe_b64decode(exec_id + "=" * (-len(exec_id) % 4)).decode()
+    node, ktime, pid = raw.rsplit(":", 2)
+    return node, int(ktime), int(pid)

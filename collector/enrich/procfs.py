@@ -1,0 +1,97 @@
+"""Read a live process from /proc into a Process record.
+
+Used for processes the kernel probes have not told us about: those running
+before the collector started, and parents we never saw exec. Such records
+carry the flag "procfs". /proc is racy by nature: a process can vanish
+between reads, so every read is allowed to fail and returns None.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from collector.clock import BootClock
+from collector.decode import text
+
+
+@dataclass(slots=True)
+class ProcSnapshot:
+    """What /proc says about one thread group."""
+
+    pid: int
+    ppid: int
+    uid: int
+    euid: int
+    gid: int
+    egid: int
+    auid: int | None
+    comm: str
+    binary: str
+    args: list[str]
+    cwd: str
+    start_ns: int  # CLOCK_BOOTTIME, clock-tick precision
+    kernel_thread: bool
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
+    base = f"{proc}/{pid}"
+    try:
+        stat = _read(f"{base}/stat")
+        status = _read(f"{base}/status")
+        cmdline = _read(f"{base}/cmdline")
+    except OSError:
+        return None
+    # comm is in parentheses and may itself contain ") "
+    rparen = stat.rfind(b")")
+    comm = stat[stat.find(b"(") + 1 : rparen]
+    fields = stat[rparen + 2 :].split()
+    ppid = int(fields[1])
+    flags = int(fields[6])
+    start_ticks = int(fields[19])
+    ids: dict[bytes, list[int]] = {}
+    for line in status.splitlines():
+        if line.startswith((b"Uid:", b"Gid:")):
+            ids[line[:3]] = [int(x) for x in line.split()[1:]]
+    uid, euid = ids.get(b"Uid", [0, 0])[:2]
+    gid, egid = ids.get(b"Gid", [0, 0])[:2]
+    try:
+        auid_raw = int(_read(f"{base}/loginuid"))
+        auid: int | None = None if auid_raw == 0xFFFFFFFF else auid_raw
+    except (OSError, ValueError):
+        auid = None
+    kernel_thread = bool(flags & 0x00200000)  # PF_KTHREAD
+    try:
+        binary = text(os.readlink(f"{base}/exe".encode()))
+    except OSError:
+        binary = ""
+    try:
+        cwd = text(os.readlink(f"{base}/cwd".encode()))
+    except OSError:
+        cwd = ""
+    args = [text(a) for a in cmdline.split(b"\0")[:-1]] if cmdline else []
+    return ProcSnapshot(
+        pid=pid,
+        ppid=ppid,
+        uid=uid,
+        euid=euid,
+        gid=gid,
+        egid=egid,
+        auid=auid,
+        comm=text(comm),
+        binary=binary,
+        args=args,
+        cwd=cwd,
+        start_ns=BootClock.boot_ns_from_ticks(start_ticks),
+        kernel_thread=kernel_thread,
+    )
+
+
+def list_pids(proc: str = "/proc") -> list[int]:
+    """Thread-group ids of every process, lowest first (parents before children, mostly)."""
+    return sorted(int(n) for n in os.listdir(proc) if n.isdigit())

@@ -1,0 +1,105 @@
+"""The reader thread: ring buffer → decode → enrich → filter → fan-out.
+
+One thread owns the process cache, so enrichment needs no locks. Records
+are taken from the kernel in batches (one poll returns everything queued);
+the per-record work is plain Python calls, with no extra thread hops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collector.decode import DecodeError, ExecRecord, ExitRecord, ForkRecord, decode
+from collector.enrich.process_cache import ProcessCache
+from collector.enrich.scan import startup_scan
+from collector.filter import Stage
+from collector.pipeline.stats import ReaderStats
+from collector.probe import Probe
+
+log = logging.getLogger("collector.reader")
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Reader:
+    def __init__(
+        self,
+        probe: Probe,
+        cache: ProcessCache,
+        emit: Emit,
+        *,
+        stage: Stage | None = None,
+        poll_interval_ms: int = 25,
+        procfs_scan: bool = True,
+        procfs_events: bool = True,
+    ) -> None:
+        self.probe = probe
+        self.cache = cache
+        self.emit = emit
+        self.stage = stage
+        self.poll_interval_ms = poll_interval_ms
+        self.procfs_scan = procfs_scan
+        self.procfs_events = procfs_events
+        self.stats = ReaderStats()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after draining what the kernel has queued so far."""
+        self._stop.set()
+        self._thread.join()
+
+    def _out(self, event: dict[str, Any]) -> None:
+        if self.stage is not None:
+            staged = self.stage(event)
+            if staged is None:
+                self.stats.filtered += 1
+                return
+            event = staged
+        self.emit(event)
+
+    def _run(self) -> None:
+        try:
+            if self.procfs_scan:
+                now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+                for event in startup_scan(self.cache, self.procfs_events, now):
+                    self.stats.procfs += 1
+                    self._out(event)
+            while True:
+                stopping = self._stop.is_set()
+                self.handle(self.probe.read(0 if stopping else self.poll_interval_ms))
+                self.stats.kernel_drops = self.probe.kernel_drops()
+                if stopping:
+                    break
+        except BaseException as exc:  # surfaced by the runner, which stops the collector
+            log.exception("reader failed")
+            self.error = exc
+
+    def handle(self, raws: list[bytes]) -> None:
+        st = self.stats
+        cache = self.cache
+        for raw in raws:
+            st.records += 1
+            try:
+                rec = decode(raw)
+            except DecodeError as exc:
+                st.decode_errors += 1
+                log.warning("skipping a raw record: %s", exc)
+                continue
+            if isinstance(rec, ExecRecord):
+                st.execs += 1
+                self._out(cache.on_exec(rec))
+            elif isinstance(rec, ExitRecord):
+                st.exits += 1
+                self._out(cache.on_exit(rec))
+            elif isinstance(rec, ForkRecord):
+                st.forks += 1
+                cache.on_fork(rec)

@@ -1,0 +1,67 @@
+"""Counters for every stage, and the one-line summary printed on stderr.
+
+Each counter has one writer thread (the reader, or one sink's worker), so
+plain integer updates are enough under the GIL; readers only print them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ReaderStats:
+    """The kernel → reader → decode → enrich → filter stages."""
+
+    records: int = 0  # raw records taken from the ring buffer
+    decode_errors: int = 0
+    execs: int = 0
+    exits: int = 0
+    forks: int = 0
+    procfs: int = 0  # exec events emitted by the start-up scan
+    filtered: int = 0  # events dropped by filters (by design, not a loss)
+    kernel_drops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kernel_dropped(self) -> int:
+        return sum(self.kernel_drops.values())
+
+
+@dataclass
+class SinkStats:
+    """One sink's queue, batches, retries and drops."""
+
+    name: str
+    queued: int = 0  # accepted into the sink's queue
+    written: int = 0  # delivered (acknowledged, for Kafka)
+    batches: int = 0
+    retries: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # reason → events
+    queue_depth: int = 0
+    failed: str | None = None  # why the sink stopped, if it did
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+def summary_line(reader: ReaderStats, sinks: list[SinkStats], extra: dict[str, int] | None = None) -> str:
+    """e.g. `stats: kernel records=4002 drops=0 | exec=2000 exit=2001 fork=1 ... | stdout written=4001 ...`"""
+    parts = [
+        f"kernel records={reader.records} drops={reader.kernel_dropped}",
+        f"events exec={reader.execs} exit={reader.exits} procfs={reader.procfs} "
+        f"filtered={reader.filtered} decode_errors={reader.decode_errors}",
+    ]
+    if extra:
+        parts.append(" ".join(f"{k}={v}" for k, v in extra.items()))
+    for s in sinks:
+        drops = ",".join(f"{k}:{v}" for k, v in sorted(s.dropped.items())) or "0"
+        line = (
+            f"{s.name} queued={s.queued} written={s.written} batches={s.batches} "
+            f"retries={s.retries} dropped={drops} depth={s.queue_depth}"
+        )
+        if s.failed:
+            line += f" FAILED({s.failed})"
+        parts.append(line)
+    return "stats: " + " | ".join(parts)

@@ -1,0 +1,105 @@
+"""The Avro schemas in schemas/: loaded and parsed once, shared by every encoder.
+
+schemas/*.avsc is the single definition of the event fields. The encoders
+derive what they need from it (field order, which fields are timestamps)
+instead of restating field names.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+SCHEMA_FILE = "process_event.avsc"
+
+
+def schema_dir() -> Path:
+    """schemas/ in a source checkout, or the copy installed as package data."""
+    installed = Path(str(resources.files("collector").joinpath("schemas")))
+    if (installed / SCHEMA_FILE).exists():
+        return installed
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@functools.cache
+def raw_schema() -> dict[str, Any]:
+    """The ProcessEvent schema as JSON (what `collector schemas` prints)."""
+    result: dict[str, Any] = json.loads((schema_dir() / SCHEMA_FILE).read_text())
+    return result
+
+
+@functools.cache
+def parsed_schema() -> dict[str, Any]:
+    """fastavro's parsed form, for writers and validation."""
+    result: dict[str, Any] = fastavro.parse_schema(raw_schema())
+    return result
+
+
+def _is_timestamp(t: Any) -> bool:
+    return isinstance(t, dict) and t.get("logicalType", "").startswith("timestamp-")
+
+
+def _record_of(t: Any, named: dict[str, Any]) -> dict[str, Any] | None:
+    """The record schema behind a field type (direct, named, or in a union)."""
+    if isinstance(t, list):
+        for branch in t:
+            found = _record_of(branch, named)
+            if found:
+                return found
+        return None
+    if isinstance(t, str):
+        return named.get(t)
+    if isinstance(t, dict) and t.get("type") == "record":
+        named[t["name"]] = t
+        return t
+    return None
+
+
+@functools.cache
+def timestamp_paths() -> tuple[tuple[str, ...], ...]:
+    """Paths (field names, outermost first) of every timestamp field.
+
+    E.g. ("time",), ("process", "start_time"), ("parent", "start_time").
+    JSON output renders these as RFC 3339 strings.
+    """
+    named: dict[str, Any] = {}
+    out: list[tuple[str, ...]] = []
+
+    def walk(record: dict[str, Any], prefix: tuple[str, ...], depth: int) -> None:
+        for f in record["fields"]:
+            path = prefix + (f["name"],)
+            if _is_timestamp(f["type"]):
+                out.append(path)
+                continue
+            sub = _record_of(f["type"], named)
+            if sub is not None and depth < 4:
+                walk(sub, path, depth + 1)
+
+    walk(raw_schema(), (), 0)
+    return tuple(out)
+
+
+def field_names(record_name: str = "ProcessEvent") -> tuple[str, ...]:
+    """Field names of a record in schema order."""
+    named: dict[str, Any] = {}
+    _record_of(raw_schema(), named)
+
+    def collect(t: Any) -> None:
+        if isinstance(t, list):
+            for b in t:
+                collect(b)
+        elif isinstance(t, dict):
+            if t.get("type") == "record":
+                named[t["name"]] = t
+                for f in t["fields"]:
+                    collect(f["type"])
+            elif t.get("type") == "array":
+                collect(t["items"])
+
+    collect(raw_schema())
+    return tuple(f["name"] for f in named[record_name]["fields"])

@@ -1,0 +1,52 @@
+"""An in-memory sink: the stand-in for tests of the pipeline itself.
+
+It can be told to fail: the first `fail_times` write_batch calls raise
+`error` (transient by default), which is how retry and drop policies are
+tested without a real outage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from sinks.base import Event, Sink, TransientSinkError
+
+
+class MemorySink(Sink):
+    def __init__(
+        self,
+        name: str = "memory",
+        *,
+        fail_times: int = 0,
+        error: Exception | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.events: list[Event] = []
+        self.batches = 0
+        self.fail_times = fail_times
+        self.error = error or TransientSinkError("injected failure")
+        self.delay_s = delay_s
+        self.calls = 0
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def encode(self, event: Event) -> Any:
+        return event
+
+    def write_batch(self, batch: Sequence[Any]) -> None:
+        self.calls += 1
+        if self.delay_s:
+            threading.Event().wait(self.delay_s)
+        if self.fail_times != 0:
+            if self.fail_times > 0:
+                self.fail_times -= 1
+            raise self.error
+        with self._lock:
+            self.events.extend(batch)
+            self.batches += 1
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,139 @@
+"""Run the real collector as a subprocess and read what it wrote.
+
+Tests drive `collector run` exactly as a user does (the console script of
+the venv the tests run in), so the CLI, the probes and the sinks are all
+real. The collector ignores its own descendants, and these tests spawn
+their processes from pytest, not from the collector, so they are seen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+COLLECTOR = str(Path(sys.executable).with_name("collector"))
+REPO = Path(__file__).resolve().parent.parent
+
+
+class CollectorProcess:
+    """`collector <args>` in the background, its stdout and stderr collected."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: str | None = None,
+                 command: str = "run") -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [COLLECTOR, command, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+        )
+        self.stdout_lines: list[bytes] = []
+        self.stderr_lines: list[str] = []
+        self._attached = threading.Event()
+        self._t_out = threading.Thread(target=self._pump_out, daemon=True)
+        self._t_err = threading.Thread(target=self._pump_err, daemon=True)
+        self._t_out.start()
+        self._t_err.start()
+        self.returncode: int | None = None
+
+    def _pump_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stdout_lines.append(line)
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.stderr_lines.append(line)
+            if "attached in" in line:
+                self._attached.set()
+
+    def wait_attached(self, timeout: float = 30.0) -> CollectorProcess:
+        deadline = time.monotonic() + timeout
+        while not self._attached.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._t_err.join(2)
+                raise AssertionError(f"collector did not attach (rc={self.proc.poll()}): "
+                                     + "\n".join(self.stderr_lines[-20:]))
+        return self
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.returncode = self.proc.wait(timeout)
+        self._t_out.join(10)
+        self._t_err.join(10)
+        return self.returncode
+
+    def wait(self, timeout: float = 60.0) -> int:
+        self.returncode = self.proc.wait(timeout)
+        self._t_out.join(10)
+        self._t_err.join(10)
+        return self.returncode
+
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in list(self.stdout_lines)]
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.stderr_lines)
+
+    def stats_line(self) -> str:
+        lines = [s for s in self.stderr_lines if s.startswith("stats:")]
+        assert lines, f"no stats line in stderr:\n{self.stderr}"
+        return lines[-1]
+
+    def __enter__(self) -> CollectorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def of_pid(events: Iterable[dict[str, Any]], pid: int, event_type: str | None = None,
+           ) -> list[dict[str, Any]]:
+    """Events whose process has this pid (and type, if given), in order."""
+    return [e for e in events if e["process"]["pid"] == pid
+            and (event_type is None or e["event_type"] == event_type)
+            and "procfs" not in e["process"]["flags"]]
+
+
+def stat_value(stats_line: str, name: str, section: str | None = None) -> int:
+    """A counter from the stats line, e.g. stat_value(line, "drops") or
+    stat_value(line, "written", section="stdout")."""
+    parts = stats_line.removeprefix("stats: ").split(" | ")
+    for part in parts:
+        words = part.split()
+        if section is not None and (not words or words[0] != section):
+            continue
+        for w in words:
+            if w.startswith(name + "="):
+                return int(w.split("=", 1)[1].split(",")[0].split(":")[-1])
+    raise AssertionError(f"no counter {name} ({section}) in {stats_line}")
