@@ -47,6 +47,8 @@ class CollectorProcess:
         self._t_out.start()
         self._t_err.start()
         self.returncode: int | None = None
+        self._parsed = 0
+        self._by_pid: dict[int, list[dict[str, Any]]] = {}
 
     def _pump_out(self) -> None:
         assert self.proc.stdout is not None
@@ -73,19 +75,39 @@ class CollectorProcess:
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        self.returncode = self.proc.wait(timeout)
-        self._t_out.join(10)
-        self._t_err.join(10)
-        return self.returncode
+        return self.wait(timeout)
 
     def wait(self, timeout: float = 60.0) -> int:
         self.returncode = self.proc.wait(timeout)
         self._t_out.join(10)
         self._t_err.join(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
         return self.returncode
 
     def events(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in list(self.stdout_lines)]
+
+    def of_pid(self, pid: int, event_type: str | None = None) -> list[dict[str, Any]]:
+        """Kernel events (not /proc finds) of one pid, parsed incrementally."""
+        lines = self.stdout_lines
+        while self._parsed < len(lines):
+            event = orjson.loads(lines[self._parsed])
+            self._parsed += 1
+            if "procfs" in event["process"]["flags"]:
+                continue
+            self._by_pid.setdefault(event["process"]["pid"], []).append(event)
+        return [e for e in self._by_pid.get(pid, [])
+                if event_type is None or e["event_type"] == event_type]
+
+    def wait_exit(self, pid: int, timeout: float = 10.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Wait for pid's exit event; return (its exec events, the exit event)."""
+        wait_for(lambda: self.of_pid(pid, "process_exit"), timeout)
+        time.sleep(0.05)  # an exit is the last event of a pid: nothing more can come
+        exits = self.of_pid(pid, "process_exit")
+        assert len(exits) == 1, f"pid {pid}: {len(exits)} exit events: {exits}"
+        return self.of_pid(pid, "process_exec"), exits[0]
 
     @property
     def stderr(self) -> str:
@@ -102,7 +124,8 @@ class CollectorProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+        if self.returncode is None:
+            self.wait(10)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
