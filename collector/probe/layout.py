@@ -39,26 +39,44 @@ class DropReason(IntEnum):
     FORK = 2
 
 
-# struct event_header { u32 kind; u32 size; u64 ktime_ns; }
-HEADER = struct.Struct("<IIQ")
-# struct task_ids { u32 pid, tid, ppid, pad; u64 start_ns, cgroup_id; char comm[16]; }
-TASK_IDS = struct.Struct("<IIIIQQ16s")
-# struct exec_event: header, task_ids, u32 uid, euid, gid, egid, auid, flags,
-# binary_len, cwd_len, args_len, args_total; then char data[]
-EXEC_FIXED = struct.Struct("<IIQ" + "IIIIQQ16s" + "IIIIIIIIII")
-# struct exit_event: header, task_ids, u32 exit_status, pad
-EXIT_EVENT = struct.Struct("<IIQ" + "IIIIQQ16s" + "II")
-# struct fork_event: header, task_ids
-FORK_EVENT = struct.Struct("<IIQ" + "IIIIQQ16s")
-# struct collector_config { u32 args_max, wakeup_bytes, self_tgid, ignore_self; }
-CONFIG = struct.Struct("<IIII")
-
-# (struct name, size in bytes) as the BTF of the object must show them.
-STRUCT_SIZES = {
-    "event_header": HEADER.size,
-    "task_ids": TASK_IDS.size,
-    "exit_event": EXIT_EVENT.size,
-    "fork_event": FORK_EVENT.size,
-    "collector_config": CONFIG.size,
+# Field lists in declaration order: (name, struct format). The Struct
+# objects below are built from them, and tests/test_layout.py compares every
+# offset with the BTF of the compiled object.
+FIELDS: dict[str, list[tuple[str, str]]] = {
+    "event_header": [("kind", "I"), ("size", "I"), ("ktime_ns", "Q")],
+    "task_ids": [("pid", "I"), ("tid", "I"), ("ppid", "I"), ("pad", "I"), ("start_ns", "Q"),
+                 ("cgroup_id", "Q"), ("comm", f"{TASK_COMM_LEN}s")],
+    "exec_event": [("hdr", "IIQ"), ("task", "IIIIQQ16s"), ("uid", "I"), ("euid", "I"),
+                   ("gid", "I"), ("egid", "I"), ("auid", "I"), ("flags", "I"),
+                   ("binary_len", "I"), ("cwd_len", "I"), ("args_len", "I"), ("args_total", "I")],
+    "exit_event": [("hdr", "IIQ"), ("task", "IIIIQQ16s"), ("exit_status", "I"), ("pad", "I")],
+    "fork_event": [("hdr", "IIQ"), ("task", "IIIIQQ16s")],
+    "collector_config": [("args_max", "I"), ("wakeup_bytes", "I"), ("self_tgid", "I"),
+                         ("ignore_self", "I")],
 }
+
+
+def _struct(name: str) -> struct.Struct:
+    return struct.Struct("<" + "".join(fmt for _, fmt in FIELDS[name]))
+
+
+def offsets(name: str) -> dict[str, int]:
+    """Byte offset of each field of a mirrored struct."""
+    out: dict[str, int] = {}
+    fmt = "<"
+    for field, f in FIELDS[name]:
+        out[field] = struct.calcsize(fmt)
+        fmt += f
+    return out
+
+
+HEADER = _struct("event_header")
+TASK_IDS = _struct("task_ids")
+EXEC_FIXED = _struct("exec_event")  # followed by char data[]
+EXIT_EVENT = _struct("exit_event")
+FORK_EVENT = _struct("fork_event")
+CONFIG = _struct("collector_config")
 EXEC_DATA_OFFSET = EXEC_FIXED.size
+
+# Sizes the BTF of the object must show for the structs it describes.
+STRUCT_SIZES = {name: _struct(name).size for name in FIELDS}
