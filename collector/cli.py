@@ -117,6 +117,14 @@ def schemas() -> None:
     click.echo(json.dumps(raw_schema(), indent=2))
 
 
+@cli.command("example-config", hidden=True)
+def example_config() -> None:
+    """Print the documented example configuration (config/collector.toml)."""
+    from collector.config_doc import example_toml
+
+    click.echo(example_toml(), nl=False)
+
+
 @cli.command()
 @click.option("--kafka-bootstrap", required=True, help="HOST:PORT[,...]")
 @click.option("--kafka-topic", default="process-events", show_default=True)

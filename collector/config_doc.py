@@ -1,0 +1,59 @@
+"""The documented example configuration, generated from the option table.
+
+config/collector.toml is this text; a test keeps the two equal, so the
+documentation of every key (meaning, unit, default, allowed values) cannot
+drift from what the collector accepts.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from collector.config import OPTIONS, Option
+
+HEADER = """\
+# process-collector configuration (TOML). Every key is optional; the values
+# shown are the defaults. Precedence: command-line flag > COLLECTOR_* environment
+# variable > this file > default. Unknown keys and bad values stop the collector
+# at start with one line naming the key (exit 2).
+#
+# Generated from collector/config.py (`collector example-config`); keep in sync.
+"""
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + " }"
+    return repr(v)
+
+
+def _comment(opt: Option) -> list[str]:
+    doc = opt.doc
+    if opt.choices:
+        doc += f" [{' | '.join(opt.choices)}]"
+    doc += f". Env: {opt.env}"
+    return ["# " + line for line in textwrap.wrap(doc, 86)]
+
+
+def example_toml() -> str:
+    lines = [HEADER]
+    section = ""
+    for opt in OPTIONS:
+        head, _, name = opt.key.rpartition(".")
+        if head != section:
+            section = head
+            lines.append(f"\n[{section}]")
+        lines.extend(_comment(opt))
+        if opt.kind == "tables":
+            lines.append(f"# [[{opt.key}]]  e.g. binary = \"^/usr/bin/ssh$\"")
+            lines.append(f"{name} = []")
+        else:
+            lines.append(f"{name} = {_toml_value(opt.default)}")
+    return "\n".join(lines) + "\n"
