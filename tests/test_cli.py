@@ -167,3 +167,27 @@ def test_stats_interval_prints_periodically() -> None:
         c.wait_attached()
         wait_for(lambda: sum(s.startswith("stats:") for s in c.stderr_lines) >= 2, timeout=10)
         assert c.stop() == 0
+
+
+def test_least_privilege_non_root_with_capabilities(tmp_path: Path) -> None:
+    """What deploy/ promises: a non-root user with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and
+    CAP_DAC_READ_SEARCH (ambient) captures real events."""
+    caps = "+bpf,+perfmon,+dac_read_search,+sys_ptrace"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    proc = subprocess.Popen(
+        [*AS_NOBODY, "--inh-caps", caps, "--ambient-caps", caps, COLLECTOR, "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    try:
+        assert proc.stderr is not None
+        assert b"attached in" in proc.stderr.readline()
+        child = subprocess.Popen(["/bin/true", "least-privilege"], cwd=tmp_path)
+        child.wait()
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    execs = [json.loads(line) for line in out.splitlines()
+             if b'"least-privilege"' in line]
+    assert [e["event_type"] for e in execs] == ["process_exec", "process_exit"]
+    assert execs[0]["process"]["pid"] == child.pid
