@@ -7,6 +7,7 @@ at start and refreshed now and then so NTP steps are followed.
 
 from __future__ import annotations
 
+import os
 import time
 
 REFRESH_NS = 10_000_000_000  # re-sample the offset every 10 s of events
@@ -40,4 +41,4 @@ class BootClock:
         return ticks * 1_000_000_000 // _CLK_TCK
 
 
-_CLK_TCK = __import__("os").sysconf("SC_CLK_TCK")
+_CLK_TCK: int = os.sysconf("SC_CLK_TCK")

@@ -8,7 +8,9 @@ parents or output formats: that is enrichment's and encoding's job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.probe.layout import (
     EXEC_DATA_OFFSET,
@@ -121,7 +123,7 @@ def decode(raw: bytes) -> Record:
     raise DecodeError(f"unknown record kind {kind} (size {size})")
 
 
-def _fixed(unpack, size: int, raw: bytes) -> tuple:  # type: ignore[no-untyped-def]
+def _fixed(unpack: Callable[[bytes], tuple[Any, ...]], size: int, raw: bytes) -> tuple[Any, ...]:
     if len(raw) < size:
         raise DecodeError(f"record of {len(raw)} bytes, layout needs {size}")
     return unpack(raw)

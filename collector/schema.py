@@ -36,7 +36,8 @@ def raw_schema() -> dict[str, Any]:
 @functools.cache
 def parsed_schema() -> dict[str, Any]:
     """fastavro's parsed form, for writers and validation."""
-    result: dict[str, Any] = fastavro.parse_schema(raw_schema())
+    result = fastavro.parse_schema(raw_schema())
+    assert isinstance(result, dict)
     return result
 
 
@@ -72,7 +73,7 @@ def timestamp_paths() -> tuple[tuple[str, ...], ...]:
 
     def walk(record: dict[str, Any], prefix: tuple[str, ...], depth: int) -> None:
         for f in record["fields"]:
-            path = prefix + (f["name"],)
+            path = (*prefix, f["name"])
             if _is_timestamp(f["type"]):
                 out.append(path)
                 continue

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,10 @@ def collector() -> Iterator[CollectorProcess]:
 
 
 def _rfc3339_to_ns(value: str) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     head, frac = value.rstrip("Z").split(".")
-    secs = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    secs = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     return int(secs) * 1_000_000_000 + int(frac)
 
 
@@ -260,7 +261,7 @@ def test_threads_exit_before_main(collector: CollectorProcess, tmp_path: Path) -
     )
     child = spawn([PYTHON, "-c", code], cwd=tmp_path)
     assert child.wait() == 5
-    ex, exit_ = one_exec(collector, child.pid)
+    _ex, exit_ = one_exec(collector, child.pid)
     assert exit_["exit_code"] == 5
 
 

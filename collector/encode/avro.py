@@ -58,7 +58,9 @@ def confluent(event: dict[str, Any], schema_id: int) -> bytes:
 
 
 def decode_datum(body: bytes) -> dict[str, Any]:
-    record: dict[str, Any] = schemaless_reader(io.BytesIO(body), parsed_schema(), None)
+    record = schemaless_reader(io.BytesIO(body), parsed_schema(), None)
+    if not isinstance(record, dict):
+        raise ValueError("an Avro datum that is not a ProcessEvent record")
     return record
 
 
