@@ -118,9 +118,9 @@ class Collector:
     def run(self) -> int:
         self._install_signals()
         started = time.monotonic()
-        for w in self.workers:
-            w.start()
         try:
+            for w in self.workers:
+                w.start()  # opens its sink: a bad path fails here, before probes attach
             self.probe.start()
         except CollectorError:
             for w in self.workers:

@@ -40,6 +40,7 @@ class SinkStats:
     dropped: Counter[str] = field(default_factory=Counter)  # reason → events
     queue_depth: int = 0
     failed: str | None = None  # why the sink stopped, if it did
+    extra: dict[str, int] = field(default_factory=dict)  # the sink's own counters (health())
 
     @property
     def dropped_total(self) -> int:
@@ -61,6 +62,9 @@ def summary_line(reader: ReaderStats, sinks: list[SinkStats], extra: dict[str, i
             f"{s.name} queued={s.queued} written={s.written} batches={s.batches} "
             f"retries={s.retries} dropped={drops} depth={s.queue_depth}"
         )
+        own = " ".join(f"{k}={v}" for k, v in s.extra.items() if v)
+        if own:
+            line += " " + own
         if s.failed:
             line += f" FAILED({s.failed})"
         parts.append(line)

@@ -25,6 +25,7 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_delay,
     stop_any,
+    stop_when_event_set,
     wait_exponential_jitter,
 )
 
@@ -41,6 +42,7 @@ class SinkWorker:
     def __init__(self, sink: Sink, settings: dict[str, Any], on_fatal: Any = None) -> None:
         self.sink = sink
         self.stats = SinkStats(sink.name)
+        sink.count_dropped = self._count_dropped  # type: ignore[attr-defined]
         self.queue_events: int = settings["queue_events"]
         self.batch_events: int = settings["batch_events"]
         self.batch_bytes: int = settings["batch_bytes"]
@@ -55,11 +57,27 @@ class SinkWorker:
         self._draining = False  # no more puts; finish the queue
         self._abandon = threading.Event()  # shutdown deadline passed: stop retrying
         self._reopen = threading.Event()
+        self._opened = False
+        self._dirty = False  # written since the last flush
+        # A sink that wants flush() when idle (e.g. the file sink's fsync interval) says after how long.
+        self._idle_flush_s: float | None = getattr(sink, "idle_flush_s", None)
+        self._extra_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
 
     # -- reader side ----------------------------------------------------------
 
     def start(self) -> None:
+        """Open the sink here, on the caller's thread, then start the worker.
+
+        A fatal SinkError (bad path, permission denied) propagates, so the
+        collector stops at start with one line, before probes attach. A
+        transient one (broker or disk not ready yet) is logged and the worker
+        keeps trying to open, with the retry policy, while events queue."""
+        try:
+            self.sink.open()
+            self._opened = True
+        except TransientSinkError as exc:
+            log.warning("sink %s: cannot open yet (%s); retrying", self.sink.name, exc)
         self._thread.start()
 
     def put(self, event: Event) -> None:
@@ -98,6 +116,10 @@ class SinkWorker:
         with self._cond:
             self._draining = True
             self._cond.notify_all()
+        if self._thread.ident is None:  # never started (another sink failed to open)
+            if self._opened:
+                self.sink.close()
+            return self.stats.queued == 0
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._abandon.set()  # cut retries short; the thread counts what is left
@@ -110,53 +132,82 @@ class SinkWorker:
     # -- worker side ------------------------------------------------------------
 
     def _take_batch(self) -> list[Any] | None:
-        """Wait for the first event, then gather up to the batch limits."""
+        """Wait for events, then gather up to the batch limits.
+
+        Events are taken from the queue a chunk at a time under the lock and
+        encoded outside it, so the reader's put() never waits on encoding.
+        Returns None when draining is done, [] when the loop should look at
+        a reopen request or an idle flush."""
         items: list[Any] = []
         size = 0
-        deadline = None
-        with self._cond:
-            while True:
-                if self._reopen.is_set() and not items:
-                    return []
-                if self._queue:
-                    event = self._queue.popleft()
-                    self.stats.queue_depth = len(self._queue)
-                    self._cond.notify_all()
-                    self._cond.release()
-                    try:
-                        item = self.sink.encode(event)
-                    finally:
-                        self._cond.acquire()
-                    items.append(item)
-                    size += len(item) if isinstance(item, (bytes, bytearray)) else 0
-                    if len(items) >= self.batch_events or size >= self.batch_bytes:
+        deadline = 0.0
+        encode = self.sink.encode
+        queue = self._queue
+        st = self.stats
+        while True:
+            with self._cond:
+                while not queue:
+                    if self._reopen.is_set() and not items:
+                        return []
+                    if items and (self._draining or time.monotonic() >= deadline):
                         return items
-                    if deadline is None:
-                        deadline = time.monotonic() + self.batch_timeout
+                    if self._draining:
+                        return None
+                    if items:
+                        wait = max(0.0, deadline - time.monotonic())
+                    elif self._dirty and self._idle_flush_s is not None:
+                        wait = self._idle_flush_s
+                    else:
+                        wait = 0.5
+                    if not self._cond.wait(wait) and not items and not queue and self._dirty \
+                            and self._idle_flush_s is not None:
+                        return []
+                take = min(len(queue), self.batch_events - len(items))
+                events = [queue.popleft() for _ in range(take)]
+                st.queue_depth = len(queue)
+                self._cond.notify_all()  # room for a put() blocked on a full queue
+            if not items:
+                deadline = time.monotonic() + self.batch_timeout
+            for i, event in enumerate(events):
+                try:
+                    item = encode(event)
+                except Exception:  # one bad event must not stop the sink; count it
+                    st.dropped["encode_error"] += 1
+                    log.exception("sink %s: could not encode an event; dropped it", self.sink.name)
                     continue
-                if items and (self._draining or deadline is None or time.monotonic() >= deadline):
-                    return items
-                if self._draining and not items:
-                    return None
-                wait = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
-                self._cond.wait(wait)
+                items.append(item)
+                if isinstance(item, (bytes, bytearray)):
+                    size += len(item)
+                    if size >= self.batch_bytes:
+                        rest = events[i + 1 :]
+                        if rest:  # back to the head of the queue, in order
+                            with self._cond:
+                                queue.extendleft(reversed(rest))
+                                st.queue_depth = len(queue)
+                        return items
+            if len(items) >= self.batch_events:
+                return items
 
     def _run(self) -> None:
         try:
-            self.sink.open()
-        except SinkError as exc:
-            self._fail(str(exc))
-            return
-        try:
+            if not self._opened and not self._open_with_retries():
+                return
             while True:
                 if self._reopen.is_set():
                     self._reopen.clear()
-                    self.sink.reopen()
+                    try:
+                        self.sink.reopen()
+                    except TransientSinkError as exc:  # the sink keeps its old target
+                        log.warning("sink %s: reopen failed: %s", self.sink.name, exc)
                 batch = self._take_batch()
                 if batch is None:
                     break
                 if batch:
                     self._deliver(batch)
+                    self._dirty = True
+                    self._refresh_extra(force=False)
+                elif self._dirty and not self._reopen.is_set():
+                    self._flush()
                 if self._abandon.is_set():
                     break
             self.sink.flush()
@@ -176,6 +227,54 @@ class SinkWorker:
                 self.sink.close()
             except Exception as exc:
                 log.error("closing sink %s failed: %s", self.sink.name, exc)
+            self._refresh_extra(force=True)
+
+    def _open_with_retries(self) -> bool:
+        """Open a sink that could not be opened at start; False if it never will."""
+        while True:
+            try:
+                for attempt in self._retrying():
+                    with attempt:
+                        self.sink.open()
+                self._opened = True
+                return True
+            except TransientSinkError as exc:
+                if self._abandon.is_set() or self.policy != "block":
+                    self._fail(f"could not open: {exc}")
+                    return False
+                log.warning("sink %s: still cannot open (%s); policy block: retrying",
+                            self.sink.name, exc)
+            except SinkError as exc:
+                self._fail(str(exc))
+                return False
+
+    def _flush(self) -> None:
+        """Idle: let the sink make what it wrote durable (e.g. fsync interval)."""
+        self._dirty = False
+        try:
+            self.sink.flush()
+        except TransientSinkError as exc:
+            log.error("sink %s: flush failed: %s", self.sink.name, exc)
+
+    def _refresh_extra(self, *, force: bool) -> None:
+        """Copy the sink's own integer counters (rotations, ...) for the stats line."""
+        now = time.monotonic()
+        if not force and now - self._extra_at < 1.0:
+            return
+        self._extra_at = now
+        try:
+            health = self.sink.health()
+        except Exception:
+            return
+        self.stats.extra = {k: v for k, v in health.items()
+                            if isinstance(v, int) and not isinstance(v, bool)}
+
+    def _count_dropped(self, count: int, reason: str) -> None:
+        """Hook for sinks (set as sink.count_dropped): `count` items of a batch being
+        written were given up (e.g. Kafka: over the broker's size limit), so they
+        count as dropped for `reason`, not as written. Worker thread only."""
+        self.stats.dropped[reason] += count
+        self.stats.written -= count
 
     def _deliver(self, batch: list[Any]) -> None:
         pending = batch
@@ -228,11 +327,15 @@ class SinkWorker:
             wait=wait_exponential_jitter(initial=self.retry_initial, max=self.retry_max,
                                          jitter=self.retry_initial),
             stop=stop_any(stop_after_delay(self.retry_max_elapsed),
-                          lambda _state: self._abandon.is_set()),
-            sleep=self._abandon.wait,
+                          stop_when_event_set(self._abandon)),
+            sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
+
+    def _sleep(self, seconds: float) -> None:
+        """Back-off sleep that a shutdown deadline cuts short."""
+        self._abandon.wait(seconds)
 
     def _fail(self, why: str) -> None:
         with self._cond:
