@@ -74,7 +74,7 @@ class Collector:
             for s in self.sinks
         ]
         self.probe = probe if probe is not None else build_probe(cfg)
-        self.cache = ProcessCache(cfg["node"], BootClock(), cfg["enrich.cache_max_entries"])
+        self.cache = ProcessCache.from_config(cfg, BootClock())
         self.reader = Reader(
             self.probe,
             self.cache,
@@ -99,7 +99,7 @@ class Collector:
             self.stop_event.set()
 
     def stats_line(self) -> str:
-        extra = {"cache": len(self.cache), "evictions": self.cache.stats.evictions}
+        extra = self.cache.counters()
         return summary_line(self.reader.stats, [w.stats for w in self.workers], extra)
 
     def _install_signals(self) -> None:
@@ -154,9 +154,11 @@ class Collector:
         return self.shutdown()
 
     def shutdown(self) -> int:
+        deadline = time.monotonic() + self.cfg["shutdown_timeout"]
+        for w in self.workers:
+            w.stop_blocking(deadline)  # a stuck sink (policy block) must not hang the stop
         self.reader.stop()
         self.probe.close()
-        deadline = time.monotonic() + self.cfg["shutdown_timeout"]
         all_delivered = True
         for w in self.workers:
             ok = w.drain(max(0.0, deadline - time.monotonic()))

@@ -26,7 +26,8 @@ from tenacity import (
     stop_after_delay,
     stop_any,
     stop_when_event_set,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from collector.errors import SinkError
@@ -58,6 +59,7 @@ class SinkWorker:
         self._abandon = threading.Event()  # shutdown deadline passed: stop retrying
         self._reopen = threading.Event()
         self._opened = False
+        self._put_deadline = float("inf")
         self._dirty = False  # written since the last flush
         # A sink that wants flush() when idle (e.g. the file sink's fsync interval) says after how long.
         self._idle_flush_s: float | None = getattr(sink, "idle_flush_s", None)
@@ -96,6 +98,9 @@ class SinkWorker:
                     st.dropped["queue_full"] += 1
                 else:
                     while len(self._queue) >= self.queue_events and st.failed is None:
+                        if time.monotonic() >= self._put_deadline:
+                            st.dropped["shutdown_timeout"] += 1  # stopping: wait no longer
+                            return
                         self._cond.wait(0.1)
                     if st.failed is not None:
                         st.dropped["sink_failed"] += 1
@@ -105,6 +110,15 @@ class SinkWorker:
             st.queue_depth = len(self._queue)
             self._cond.notify_all()
 
+    def stop_blocking(self, deadline: float) -> None:
+        """Stopping: a put() blocked on a full queue (policy block) waits until
+        `deadline` (time.monotonic()) at most, then drops, counted as
+        shutdown_timeout. Without it a stuck sink would hang the reader's last
+        drain of the ring buffer, and so the stop, for ever."""
+        with self._cond:
+            self._put_deadline = deadline
+            self._cond.notify_all()
+
     def request_reopen(self) -> None:
         self._reopen.set()
         with self._cond:
@@ -112,7 +126,9 @@ class SinkWorker:
 
     def drain(self, timeout: float) -> bool:
         """Stop taking events, deliver what is queued within timeout, flush and
-        close the sink. True when everything queued was delivered."""
+        close the sink. True when every event queued was delivered or dropped
+        by the sink's policy while running (counted, on the stats line);
+        False when the sink failed or events were cut off by the timeout."""
         with self._cond:
             self._draining = True
             self._cond.notify_all()
@@ -126,8 +142,9 @@ class SinkWorker:
             with self._cond:
                 self._cond.notify_all()
             self._thread.join(5.0)
-        undelivered = self.stats.queued - self.stats.written - self.stats.dropped_total
-        return undelivered <= 0 and self.stats.failed is None
+        st = self.stats
+        undelivered = st.queued - st.written - st.dropped_total
+        return undelivered <= 0 and st.failed is None and not st.dropped["shutdown_timeout"]
 
     # -- worker side ------------------------------------------------------------
 
@@ -324,8 +341,9 @@ class SinkWorker:
 
         return Retrying(
             retry=retry_if_exception_type(TransientSinkError),
-            wait=wait_exponential_jitter(initial=self.retry_initial, max=self.retry_max,
-                                         jitter=self.retry_initial),
+            # doubling from retry_initial up to retry_max, plus up to retry_initial of jitter
+            wait=wait_exponential(multiplier=self.retry_initial, max=self.retry_max)
+            + wait_random(0, self.retry_initial),
             stop=stop_any(stop_after_delay(self.retry_max_elapsed),
                           stop_when_event_set(self._abandon)),
             sleep=self._sleep,
