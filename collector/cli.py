@@ -59,12 +59,20 @@ def cli() -> None:
               help="Kafka sink: memory (default) or disk buffer.")
 @click.option("--buffer-path", default=None, help="Kafka sink: disk buffer directory.")
 @click.option("--buffer-max-bytes", type=int, default=None, help="Kafka sink: disk buffer limit.")
+@click.option("--procfs-events/--no-procfs-events", default=None,
+              help="Emit a process_exec (flag procfs) for each process running at start "
+              "(default on; the cache is seeded either way).")
+@click.option("--ancestors", type=int, default=None,
+              help="Exec events carry this many ancestors beyond the parent (default 0).")
+@click.option("--namespaces/--no-namespaces", default=None,
+              help="Add namespace inode numbers (read from /proc at exec; default off).")
 def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, duration: float | None,
         stats_interval: float | None, node: str | None, args_max: int | None,
         file_path: str | None, file_format: str | None, kafka_bootstrap: str | None,
         kafka_topic: str | None, kafka_format: str | None, kafka_options: tuple[str, ...],
         schema_registry: str | None, buffer: str | None, buffer_path: str | None,
-        buffer_max_bytes: int | None) -> None:
+        buffer_max_bytes: int | None, procfs_events: bool | None, ancestors: int | None,
+        namespaces: bool | None) -> None:
     """Capture process exec/exit events and send them to the sinks."""
     cfg = cfgmod.resolve(
         config_path=config_path,
@@ -85,6 +93,9 @@ def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, durat
             "kafka.buffer": buffer,
             "kafka.buffer_path": buffer_path,
             "kafka.buffer_max_bytes": buffer_max_bytes,
+            "enrich.procfs_events": procfs_events,
+            "enrich.ancestors": ancestors,
+            "enrich.namespaces": namespaces,
         }),
     )
     from collector.pipeline.runner import Collector

@@ -373,3 +373,6 @@ def _check_rules(cfg: Config) -> None:
     if cfg["kafka.buffer"] == "disk" and "kafka" in sinks and not cfg["kafka.buffer_path"]:
         raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
                          "(--buffer-path DIR)")
+    from collector.filter import validate  # compiles filter rules and redact patterns
+
+    validate(cfg)

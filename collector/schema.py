@@ -58,6 +58,8 @@ def _record_of(t: Any, named: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(t, dict) and t.get("type") == "record":
         named[t["name"]] = t
         return t
+    if isinstance(t, dict) and t.get("type") == "array":  # e.g. ancestors: each item
+        return _record_of(t["items"], named)
     return None
 
 

@@ -29,6 +29,10 @@ def json_record(event: dict[str, Any]) -> dict[str, Any]:
             continue
         head, leaf = path[0], path[1]
         inner = out.get(head)
+        if isinstance(inner, list):  # an array of records (ancestors)
+            out[head] = [{**x, leaf: rfc3339_ns(x[leaf])} if isinstance(x.get(leaf), int) else x
+                         for x in inner]
+            continue
         if not isinstance(inner, dict) or not isinstance(inner.get(leaf), int):
             continue
         if head not in copied:

@@ -1,31 +1,54 @@
 """The process cache: pid → the image that pid runs now, with its lineage.
 
 It turns kernel facts (fork, exec, exit records) into ProcessEvent records:
-- exec: a new image with a new exec_id; its parent is the image that ran
-  this pid before (exec without fork) or else the parent pid's image;
-- fork: the child runs its parent's image under its own exec_id ("clone");
-- exit: the cached image, with the exit status, and the pid released.
+- exec: a new image with a new exec_id. Its parent is the image this pid
+  ran before (exec without fork, `bash -c 'exec ls'`), or else the image
+  that forked it; the forker stays the parent after it exits or after this
+  process is reparented (the lineage is history, not the current tree);
+- fork: the child runs its parent's image under its own exec_id (flag
+  "fork") until it execs;
+- exit: the cached image with the exit status; `ppid` is the kernel's at
+  exit, i.e. the reaper (init or a subreaper) when the parent died first.
 
-Each entry holds a reference to its parent entry, so a parent that exited
-stays reachable exactly as long as a descendant needs it (Python's own
-reference counting does the release). The live map is capped; evictions
-are counted.
+Each entry keeps its lineage as a tuple of parent Process records (parent,
+grandparent, ... as deep as `ancestors` needs), not a pointer chain: a dead
+parent's record lives exactly as long as a live descendant's tuple holds
+it, and a long chain of exited forkers cannot pile up. The live map is
+capped (evictions counted) and swept for processes whose exit the kernel
+lost (ring buffer full): an entry whose pid is gone from /proc on two
+sweeps a minute apart is released (counted as `released`).
+
+Process records are built once per exec, already redacted, and shared by
+every event that shows them (as process, parent or ancestor): sinks must
+treat them as read-only.
 """
 
 from __future__ import annotations
 
+import os
 import signal as _signal
+import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from collector.clock import BootClock
 from collector.decode import ExecRecord, ExitRecord, ForkRecord, TaskIds
+from collector.enrich import users
+from collector.enrich.containers import CgroupResolver, cgroup2_mount, container_id_from_path
 from collector.enrich.exec_id import make_exec_id
-from collector.enrich.procfs import ProcSnapshot, read_snapshot
-from collector.enrich.users import user_name
+from collector.enrich.namespaces import read_namespaces
+from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
 
 Record = dict[str, Any]
+Redact = Callable[[list[str]], list[str]]
+
+TICK_NS = BootClock.boot_ns_from_ticks(1)  # /proc start times have this precision
+SWEEP_INTERVAL_S = 60.0
+USERS_FORGET_S = 600.0
+# flags that describe how an image was seen, not the image: a fork does not inherit them
+_PROVENANCE = frozenset(("execve", "procfs", "fork", "unknown"))
 
 
 @dataclass(slots=True, eq=False)
@@ -33,18 +56,20 @@ class Entry:
     """One process image in the cache."""
 
     process: Record
-    begin_ns: int  # boot time of the exec (or the start, for clones and /proc finds)
-    parent: Entry | None
+    lineage: tuple[Record, ...]  # parent's record, then its ancestors' (nearest first)
+    begin_ns: int  # boot time the image began: exec, fork, or /proc start
+    start_ns: int  # boot time the thread group began (tick precision if coarse)
     cloned: bool = False  # runs an image inherited by fork, not its own exec
+    coarse: bool = False  # start_ns from /proc
 
 
 @dataclass
 class CacheStats:
-    entries: int = 0
-    evictions: int = 0
-    procfs_lookups: int = 0
-    unknown_exits: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
+    evictions: int = 0  # live entries dropped because the cache was full
+    released: int = 0  # entries of processes whose exit the kernel never reported
+    procfs_lookups: int = 0  # cache misses answered from /proc
+    unknown_exits: int = 0  # exits of processes the cache did not know
+    namespace_misses: int = 0  # execs whose /proc/PID/ns was gone before we looked
 
 
 def signal_name(signo: int) -> str:
@@ -58,15 +83,53 @@ def signal_name(signo: int) -> str:
         return f"SIG{signo}"
 
 
+def _no_redaction(args: list[str]) -> list[str]:
+    return args
+
+
 class ProcessCache:
     """Builds ProcessEvent records from kernel facts; see the module docstring."""
 
-    def __init__(self, node: str, clock: BootClock, max_entries: int = 65536) -> None:
+    def __init__(
+        self,
+        node: str,
+        clock: BootClock,
+        max_entries: int = 65536,
+        *,
+        ancestors: int = 0,
+        namespaces: bool = False,
+        redact: Redact | None = None,
+        cgroups: CgroupResolver | None = None,
+        ignore_pid: int | None = None,
+    ) -> None:
         self.node = node
         self.clock = clock
         self.max_entries = max_entries
+        self.ancestors = ancestors
+        self.namespaces = namespaces
+        self.redact = redact or _no_redaction
+        self.cgroups = cgroups if cgroups is not None else CgroupResolver(cgroup2_mount())
+        self.ignore_pid = ignore_pid  # the collector itself, skipped by the start-up scan
         self._live: OrderedDict[int, Entry] = OrderedDict()
+        self._suspects: dict[int, Entry] = {}
+        now = time.monotonic()
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        self._next_forget = now + USERS_FORGET_S
         self.stats = CacheStats()
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], clock: BootClock) -> ProcessCache:
+        from collector.filter.redact import build_redactor
+
+        return cls(
+            cfg["node"],
+            clock,
+            cfg["enrich.cache_max_entries"],
+            ancestors=cfg["enrich.ancestors"],
+            namespaces=cfg["enrich.namespaces"],
+            redact=build_redactor(cfg),
+            ignore_pid=os.getpid() if cfg["capture.ignore_self"] else None,
+        )
 
     def __len__(self) -> int:
         return len(self._live)
@@ -74,105 +137,140 @@ class ProcessCache:
     def get(self, pid: int) -> Entry | None:
         return self._live.get(pid)
 
-    # -- building records ---------------------------------------------------
-
-    def _process(
-        self,
-        *,
-        exec_id: str,
-        parent_exec_id: str | None,
-        pid: int,
-        tid: int,
-        ppid: int,
-        uid: int,
-        euid: int,
-        gid: int,
-        egid: int,
-        auid: int | None,
-        comm: str,
-        binary: str,
-        args: list[str],
-        args_truncated: bool,
-        cwd: str,
-        start_boot_ns: int,
-        cgroup_id: int | None,
-        flags: list[str],
-    ) -> Record:
+    def counters(self) -> dict[str, int]:
+        """What the stats line shows about enrichment."""
+        st = self.stats
         return {
-            "exec_id": exec_id,
-            "parent_exec_id": parent_exec_id,
-            "pid": pid,
-            "tid": tid,
-            "ppid": ppid,
-            "uid": uid,
-            "euid": euid,
-            "gid": gid,
-            "egid": egid,
-            "auid": auid,
-            "user": user_name(uid),
-            "comm": comm,
-            "binary": binary,
-            "args": args,
-            "args_truncated": args_truncated,
-            "cwd": cwd,
-            "start_time": self.clock.to_wall_ns(start_boot_ns),
-            "cgroup_id": cgroup_id,
-            "container_id": None,
-            "flags": flags,
+            "cache": len(self._live),
+            "evictions": st.evictions,
+            "released": st.released,
+            "unknown_exits": st.unknown_exits,
+            "procfs_lookups": st.procfs_lookups,
+            "cgroup_scans": self.cgroups.stats.scans,
+            "redacted": getattr(self.redact, "redacted", 0),
         }
 
-    def _event(self, event_type: str, ktime_ns: int, entry: Entry, process: Record) -> Record:
-        parent = entry.parent.process if entry.parent is not None else None
+    # -- maintenance (called by the reader between batches) -------------------
+
+    def maintain(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL_S
+            self.sweep()
+        if now >= self._next_forget:
+            self._next_forget = now + USERS_FORGET_S
+            users.forget()
+
+    def sweep(self) -> None:
+        """Release entries whose process was gone from /proc at this sweep and
+        the one before, and never exited in between: their exit was lost. Two
+        sweeps apart, an exit still waiting in the ring buffer is not a risk."""
+        try:
+            alive = set(list_pids())
+        except OSError:
+            return
+        live = self._live
+        for pid, entry in self._suspects.items():
+            if pid not in alive and live.get(pid) is entry:
+                del live[pid]
+                self.stats.released += 1
+        self._suspects = {pid: e for pid, e in live.items() if pid not in alive}
+
+    # -- building records ------------------------------------------------------
+
+    def _put(self, pid: int, entry: Entry) -> None:
+        live = self._live
+        if pid in live:
+            del live[pid]  # re-insert at the young end
+        live[pid] = entry
+        if len(live) > self.max_entries:
+            live.popitem(last=False)
+            self.stats.evictions += 1
+
+    def _lineage(self, parent: Entry | None) -> tuple[Record, ...]:
+        if parent is None:
+            return ()
+        return (parent.process, *parent.lineage[: self.ancestors])
+
+    def _container(self, cgroup_id: int, pid: int, lineage: tuple[Record, ...]) -> str | None:
+        found = self.cgroups.container_id(cgroup_id, pid)
+        if found is None and lineage:
+            # cgroup v1-only runtimes leave the v2 cgroup uninformative; a child
+            # in the very same cgroup as its parent is in the parent's container
+            parent = lineage[0]
+            if parent["cgroup_id"] == cgroup_id:
+                return parent["container_id"]  # type: ignore[no-any-return]
+        return found
+
+    def _event(self, event_type: str, ktime_ns: int, process: Record,
+               lineage: tuple[Record, ...]) -> Record:
         return {
             "event_type": event_type,
             "time": self.clock.to_wall_ns(ktime_ns),
             "node": self.node,
             "process": process,
-            "parent": parent,
+            "parent": lineage[0] if lineage else None,
+            "ancestors": list(lineage[1:]) if self.ancestors and event_type == "process_exec"
+            else None,
             "exit_code": None,
             "signal": None,
             "core_dumped": None,
             "duration_ns": None,
         }
 
-    def _put(self, pid: int, entry: Entry) -> None:
-        self._live[pid] = entry
-        self._live.move_to_end(pid)
-        while len(self._live) > self.max_entries:
-            self._live.popitem(last=False)
-            self.stats.evictions += 1
-
     def entry_from_snapshot(self, snap: ProcSnapshot) -> Entry:
         """A cache entry for a process found in /proc (flag "procfs")."""
-        parent = self._live.get(snap.ppid)
-        flags = ["procfs"] + (["kernel_thread"] if snap.kernel_thread else [])
-        process = self._process(
-            exec_id=make_exec_id(self.node, snap.start_ns, snap.pid),
-            parent_exec_id=parent.process["exec_id"] if parent else None,
-            pid=snap.pid,
-            tid=snap.pid,
-            ppid=snap.ppid,
-            uid=snap.uid,
-            euid=snap.euid,
-            gid=snap.gid,
-            egid=snap.egid,
-            auid=snap.auid,
-            comm=snap.comm,
-            binary=snap.binary,
-            args=snap.args,
-            args_truncated=False,
-            cwd=snap.cwd,
-            start_boot_ns=snap.start_ns,
-            cgroup_id=None,
-            flags=flags,
-        )
-        entry = Entry(process, snap.start_ns, parent)
+        parent = self._live.get(snap.ppid) if snap.ppid > 0 else None
+        lineage = self._lineage(parent)
+        cgroup_id = container = None
+        for controllers, path in snap.cgroups:
+            if controllers == "":
+                cgroup_id, container = self.cgroups.learn(path)
+        if container is None:  # v1 hierarchies: the scan reads them anyway
+            for _, path in snap.cgroups:
+                container = container or container_id_from_path(path)
+        flags = ["procfs", "kernel_thread"] if snap.kernel_thread else ["procfs"]
+        process: Record = {
+            "exec_id": make_exec_id(self.node, snap.start_ns, snap.pid),
+            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
+            "pid": snap.pid,
+            "tid": snap.pid,
+            "ppid": snap.ppid,
+            "uid": snap.uid,
+            "euid": snap.euid,
+            "gid": snap.gid,
+            "egid": snap.egid,
+            "auid": snap.auid,
+            "user": users.user_name(snap.uid),
+            "comm": snap.comm,
+            "binary": snap.binary,
+            "args": self.redact(snap.args),
+            "args_truncated": False,
+            "cwd": snap.cwd,
+            "start_time": self.clock.to_wall_ns(snap.start_ns),
+            "cgroup_id": cgroup_id,
+            "container_id": container,
+            "namespaces": read_namespaces(snap.pid) if self.namespaces else None,
+            "flags": flags,
+        }
+        entry = Entry(process, lineage, snap.start_ns, snap.start_ns, coarse=True)
         self._put(snap.pid, entry)
         return entry
 
     def procfs_event(self, entry: Entry, ktime_ns: int) -> Record:
         """A process_exec for an image found in /proc (seen at ktime_ns)."""
-        return self._event("process_exec", ktime_ns, entry, entry.process)
+        return self._event("process_exec", ktime_ns, entry.process, entry.lineage)
+
+    def _current(self, pid: int, start_ns: int) -> Entry | None:
+        """The cached image of this thread group; not an older one with the same pid."""
+        entry = self._live.get(pid)
+        if entry is None:
+            return None
+        if entry.start_ns == start_ns or (
+            entry.coarse and entry.start_ns == start_ns - start_ns % TICK_NS
+        ):
+            return entry
+        return None  # pid reused, the old one's exit was lost
 
     def _lookup(self, pid: int) -> Entry | None:
         """The cached image of pid, or a /proc read of it when not cached."""
@@ -187,92 +285,111 @@ class ProcessCache:
 
     def _unknown(self, task: TaskIds) -> Entry:
         """A minimal image for a pid we know only from a kernel record."""
-        parent = self._lookup(task.ppid)
-        process = self._process(
-            exec_id=make_exec_id(self.node, task.start_ns, task.pid),
-            parent_exec_id=parent.process["exec_id"] if parent else None,
-            pid=task.pid,
-            tid=task.tid,
-            ppid=task.ppid,
-            uid=0,
-            euid=0,
-            gid=0,
-            egid=0,
-            auid=None,
-            comm=task.comm,
-            binary="",
-            args=[],
-            args_truncated=False,
-            cwd="",
-            start_boot_ns=task.start_ns,
-            cgroup_id=task.cgroup_id,
-            flags=["unknown"],
-        )
-        return Entry(process, task.start_ns, parent)
+        lineage = self._lineage(self._lookup(task.ppid))
+        process: Record = {
+            "exec_id": make_exec_id(self.node, task.start_ns, task.pid),
+            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
+            "pid": task.pid,
+            "tid": task.tid,
+            "ppid": task.ppid,
+            "uid": 0,
+            "euid": 0,
+            "gid": 0,
+            "egid": 0,
+            "auid": None,
+            "user": None,
+            "comm": task.comm,
+            "binary": "",
+            "args": [],
+            "args_truncated": False,
+            "cwd": "",
+            "start_time": self.clock.to_wall_ns(task.start_ns),
+            "cgroup_id": task.cgroup_id,
+            "container_id": self._container(task.cgroup_id, task.pid, lineage),
+            "namespaces": None,
+            "flags": ["unknown"],
+        }
+        return Entry(process, lineage, task.start_ns, task.start_ns)
 
-    # -- kernel facts in ----------------------------------------------------
+    # -- kernel facts in ---------------------------------------------------------
 
     def on_fork(self, rec: ForkRecord) -> None:
         t = rec.task
         parent = self._lookup(t.ppid)
         if parent is None:
             return  # parent gone already; the child's exec/exit will look it up
-        process = dict(parent.process)
+        pp = parent.process
+        process = dict(pp)
+        lineage = self._lineage(parent)
         process.update(
             exec_id=make_exec_id(self.node, t.start_ns, t.pid),
-            parent_exec_id=parent.process["exec_id"],
+            parent_exec_id=pp["exec_id"],
             pid=t.pid,
             tid=t.tid,
             ppid=t.ppid,
             start_time=self.clock.to_wall_ns(t.start_ns),
-            cgroup_id=t.cgroup_id,
-            flags=[*(f for f in parent.process["flags"] if f != "execve"), "clone"],
+            flags=[*(f for f in pp["flags"] if f not in _PROVENANCE), "fork"],
         )
-        self._put(t.pid, Entry(process, t.start_ns, parent, cloned=True))
+        if t.cgroup_id != pp["cgroup_id"]:
+            process["cgroup_id"] = t.cgroup_id
+            process["container_id"] = self._container(t.cgroup_id, t.pid, lineage)
+        self._put(t.pid, Entry(process, lineage, t.start_ns, t.start_ns, cloned=True))
 
     def on_exec(self, rec: ExecRecord) -> Record:
         t = rec.task
-        previous = self._live.get(t.pid)
-        if previous is not None and not previous.cloned:
-            parent: Entry | None = previous  # exec without fork: the old image is the parent
+        pid = t.pid
+        previous = self._current(pid, t.start_ns)
+        if previous is None:
+            lineage = self._lineage(self._lookup(t.ppid) if t.ppid > 0 else None)
+        elif previous.cloned:
+            lineage = previous.lineage  # first exec after fork: the forker is the parent
         else:
-            parent = previous.parent if previous is not None else None
-            if parent is None or parent.process["pid"] != t.ppid:
-                parent = self._lookup(t.ppid) if t.ppid != t.pid else None
-        process = self._process(
-            exec_id=make_exec_id(self.node, rec.ktime_ns, t.pid),
-            parent_exec_id=parent.process["exec_id"] if parent else None,
-            pid=t.pid,
-            tid=t.tid,
-            ppid=t.ppid,
-            uid=rec.uid,
-            euid=rec.euid,
-            gid=rec.gid,
-            egid=rec.egid,
-            auid=rec.auid,
-            comm=t.comm,
-            binary=rec.binary,
-            args=rec.args,
-            args_truncated=rec.args_truncated,
-            cwd=rec.cwd,
-            start_boot_ns=t.start_ns,
-            cgroup_id=t.cgroup_id,
-            flags=rec.flags,
-        )
-        entry = Entry(process, rec.ktime_ns, parent)
-        self._put(t.pid, entry)
-        return self._event("process_exec", rec.ktime_ns, entry, process)
+            lineage = self._lineage(previous)  # exec without fork: the old image is the parent
+        namespaces = None
+        if self.namespaces:
+            namespaces = read_namespaces(pid)
+            if namespaces is None:
+                self.stats.namespace_misses += 1
+        process: Record = {
+            "exec_id": make_exec_id(self.node, rec.ktime_ns, pid),
+            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
+            "pid": pid,
+            "tid": t.tid,
+            "ppid": t.ppid,
+            "uid": rec.uid,
+            "euid": rec.euid,
+            "gid": rec.gid,
+            "egid": rec.egid,
+            "auid": rec.auid,
+            "user": users.user_name(rec.uid),
+            "comm": t.comm,
+            "binary": rec.binary,
+            "args": self.redact(rec.args),
+            "args_truncated": rec.args_truncated,
+            "cwd": rec.cwd,
+            "start_time": self.clock.to_wall_ns(t.start_ns),
+            "cgroup_id": t.cgroup_id,
+            "container_id": self._container(t.cgroup_id, pid, lineage),
+            "namespaces": namespaces,
+            "flags": rec.flags,
+        }
+        self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
+        return self._event("process_exec", rec.ktime_ns, process, lineage)
 
     def on_exit(self, rec: ExitRecord) -> Record:
         t = rec.task
-        entry = self._live.pop(t.pid, None)
-        if entry is None or entry.begin_ns > rec.ktime_ns:
+        entry = self._current(t.pid, t.start_ns)
+        if entry is None:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)
+        self._live.pop(t.pid, None)
         process = dict(entry.process)
         process["tid"] = t.tid
         process["ppid"] = t.ppid  # the reaper, if the parent died first
-        event = self._event("process_exit", rec.ktime_ns, entry, process)
+        if t.cgroup_id != process["cgroup_id"]:
+            process["cgroup_id"] = t.cgroup_id
+            process["container_id"] = self._container(t.cgroup_id, t.pid, entry.lineage)
+        event = self._event("process_exit", rec.ktime_ns, process, entry.lineage)
         status = rec.exit_status
         signo = status & 0x7F
         if signo:

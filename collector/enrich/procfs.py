@@ -4,6 +4,9 @@ Used for processes the kernel probes have not told us about: those running
 before the collector started, and parents we never saw exec. Such records
 carry the flag "procfs". /proc is racy by nature: a process can vanish
 between reads, so every read is allowed to fail and returns None.
+
+Some processes hide their exe and cwd links even from root (e.g. a
+non-dumpable init); their binary then falls back to an absolute argv[0].
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from collector.clock import BootClock
 from collector.decode import text
+from collector.enrich.containers import proc_cgroups
 
 
 @dataclass(slots=True)
@@ -32,6 +36,7 @@ class ProcSnapshot:
     cwd: str
     start_ns: int  # CLOCK_BOOTTIME, clock-tick precision
     kernel_thread: bool
+    cgroups: list[tuple[str, str]]  # (controllers, path) per hierarchy; "" is cgroup v2
 
 
 def _read(path: str) -> bytes:
@@ -74,7 +79,10 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
         cwd = text(os.readlink(f"{base}/cwd".encode()))
     except OSError:
         cwd = ""
-    args = [text(a) for a in cmdline.split(b"\0")[:-1]] if cmdline else []
+    # argv is NUL-terminated, unless the process rewrote it (setproctitle)
+    args = [text(a) for a in cmdline.removesuffix(b"\0").split(b"\0")] if cmdline else []
+    if not binary and args and args[0].startswith("/") and not kernel_thread:
+        binary = args[0]
     return ProcSnapshot(
         pid=pid,
         ppid=ppid,
@@ -89,6 +97,7 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
         cwd=cwd,
         start_ns=BootClock.boot_ns_from_ticks(start_ticks),
         kernel_thread=kernel_thread,
+        cgroups=proc_cgroups(pid) or [],
     )
 
 

@@ -1,7 +1,12 @@
 """The start-up scan: seed the process cache from /proc.
 
 Runs once, after the probes are attached (so nothing starting during the
-scan is missed), on the reader thread (the cache has a single writer).
+scan is missed: its kernel records wait in the ring buffer and are applied
+after the scan, in order), on the reader thread (the cache has a single
+writer). Parents are entered before their children whatever the pid order
+(pids wrap), so every process found has its parent record and exec_id link.
+Kernel threads get the flag "kernel_thread". The collector itself is left
+out when the kernel ignores it.
 """
 
 from __future__ import annotations
@@ -9,19 +14,34 @@ from __future__ import annotations
 from typing import Any
 
 from collector.enrich.process_cache import ProcessCache
-from collector.enrich.procfs import list_pids, read_snapshot
+from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
+
+
+def _parents_first(snaps: dict[int, ProcSnapshot]) -> list[ProcSnapshot]:
+    ordered: list[ProcSnapshot] = []
+    placed: set[int] = set()
+    for pid in snaps:
+        chain = []
+        while pid in snaps and pid not in placed:
+            placed.add(pid)
+            chain.append(snaps[pid])
+            pid = snaps[pid].ppid
+        ordered.extend(reversed(chain))
+    return ordered
 
 
 def startup_scan(cache: ProcessCache, node_events: bool, ktime_ns: int) -> list[dict[str, Any]]:
     """Read every running process into the cache; return process_exec events
     (flag "procfs") for them when node_events is set."""
-    events: list[dict[str, Any]] = []
+    snaps: dict[int, ProcSnapshot] = {}
     for pid in list_pids():
-        if cache.get(pid) is not None:
+        if pid == cache.ignore_pid or cache.get(pid) is not None:
             continue
         snap = read_snapshot(pid)
-        if snap is None:
-            continue
+        if snap is not None:
+            snaps[pid] = snap
+    events: list[dict[str, Any]] = []
+    for snap in _parents_first(snaps):
         entry = cache.entry_from_snapshot(snap)
         if node_events:
             events.append(cache.procfs_event(entry, ktime_ns))

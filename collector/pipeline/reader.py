@@ -77,6 +77,7 @@ class Reader:
                 stopping = self._stop.is_set()
                 self.handle(self.probe.read(0 if stopping else self.poll_interval_ms))
                 self.stats.kernel_drops = self.probe.kernel_drops()
+                self.cache.maintain()
                 if stopping:
                     break
         except BaseException as exc:  # surfaced by the runner, which stops the collector

@@ -1,0 +1,24 @@
+"""Filter on the event type: `event_type = "process_exit"` (or a list)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.filter._values import bad, items
+from collector.filter._types import Event, Predicate
+
+KEY = "event_type"
+EVENT_TYPES = ("process_exec", "process_exit")
+
+
+def build(where: str, value: Any) -> Predicate:
+    wanted = set()
+    for v in items(where, value):
+        if v not in EVENT_TYPES:
+            raise bad(where, v, "one of " + ", ".join(EVENT_TYPES))
+        wanted.add(v)
+
+    def match(event: Event) -> bool:
+        return event["event_type"] in wanted
+
+    return match
