@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.kafka_fixtures"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _require_root() -> None:

@@ -29,8 +29,9 @@ CONFLUENT_MAGIC = b"\x00"
 
 def schema_fingerprint() -> bytes:
     """CRC-64-AVRO (Rabin) fingerprint of the schema's canonical form, 8 bytes LE."""
-    value = int(fingerprint(to_parsing_canonical_form(raw_schema()), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    # fastavro's hex digest is already the little-endian byte order the spec asks for
+    # (re-packing its value with "<Q" reversed it; the Apache reader then rejects it).
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(raw_schema()), "CRC-64-AVRO"))
 
 
 _FINGERPRINT: bytes | None = None
