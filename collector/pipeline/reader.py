@@ -8,6 +8,7 @@ the per-record work is plain Python calls, with no extra thread hops.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,9 @@ class Reader:
                 for event in startup_scan(self.cache, self.procfs_events, now):
                     self.stats.procfs += 1
                     self._out(event)
+                took_ms = (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - now) / 1e6
+                print(f"collector: start-up scan: {len(self.cache)} processes in {took_ms:.1f} ms",
+                      file=sys.stderr, flush=True)
             while True:
                 stopping = self._stop.is_set()
                 self.handle(self.probe.read(0 if stopping else self.poll_interval_ms))
