@@ -172,6 +172,7 @@ def test_rotation_under_a_burst_keeps_every_event_once(tmp_path: Path, fmt: str)
     out = tmp_path / f"events.{fmt}"
     cfg = config(tmp_path, file={"path": str(out), "format": fmt, "max_bytes": 200_000,
                                  "retain": 1000, "gzip": fmt == "jsonl", "batch_events": 200,
+                                 "batch_bytes": 50_000,  # a batch alone never exceeds max_bytes
                                  "avro_codec": "null"})  # deflate would fit the burst in one file
     with CollectorProcess("--config", str(cfg), "--sink", "file") as c:
         c.wait_attached()
