@@ -55,16 +55,18 @@ _PROVENANCE = frozenset(("execve", "procfs", "fork", "unknown"))
 class Entry:
     """One process image in the cache."""
 
-    process: Record
+    process: Record | None  # None for a fork not yet looked at: see ProcessCache.process_of
     lineage: tuple[Record, ...]  # parent's record, then its ancestors' (nearest first)
     begin_ns: int  # boot time the image began: exec, fork, or /proc start
     start_ns: int  # boot time the thread group began (tick precision if coarse)
     cloned: bool = False  # runs an image inherited by fork, not its own exec
     coarse: bool = False  # start_ns from /proc
+    forked: TaskIds | None = None  # the fork record's ids, for a clone
 
 
 @dataclass
 class CacheStats:
+    scanned: int = 0  # processes the start-up scan found
     evictions: int = 0  # live entries dropped because the cache was full
     released: int = 0  # entries of processes whose exit the kernel never reported
     procfs_lookups: int = 0  # cache misses answered from /proc
@@ -190,7 +192,34 @@ class ProcessCache:
     def _lineage(self, parent: Entry | None) -> tuple[Record, ...]:
         if parent is None:
             return ()
-        return (parent.process, *parent.lineage[: self.ancestors])
+        return (self.process_of(parent), *parent.lineage[: self.ancestors])
+
+    def process_of(self, entry: Entry) -> Record:
+        """The entry's Process record. A fork's record is built on first use:
+        most forks exec at once, and the exec needs only the fork's lineage."""
+        process = entry.process
+        if process is None:
+            assert entry.forked is not None
+            process = entry.process = self._clone(entry.lineage, entry.forked)
+        return process
+
+    def _clone(self, lineage: tuple[Record, ...], t: TaskIds) -> Record:
+        """The forker's image, under the child's ids (flag "fork")."""
+        pp = lineage[0]
+        process = dict(pp)
+        process.update(
+            exec_id=make_exec_id(self.node, t.start_ns, t.pid),
+            parent_exec_id=pp["exec_id"],
+            pid=t.pid,
+            tid=t.tid,
+            ppid=t.ppid,
+            start_time=self.clock.to_wall_ns(t.start_ns),
+            flags=[*(f for f in pp["flags"] if f not in _PROVENANCE), "fork"],
+        )
+        if t.cgroup_id != pp["cgroup_id"]:
+            process["cgroup_id"] = t.cgroup_id
+            process["container_id"] = self._container(t.cgroup_id, t.pid, lineage)
+        return process
 
     def _container(self, cgroup_id: int, pid: int, lineage: tuple[Record, ...]) -> str | None:
         found = self.cgroups.container_id(cgroup_id, pid)
@@ -259,7 +288,7 @@ class ProcessCache:
 
     def procfs_event(self, entry: Entry, ktime_ns: int) -> Record:
         """A process_exec for an image found in /proc (seen at ktime_ns)."""
-        return self._event("process_exec", ktime_ns, entry.process, entry.lineage)
+        return self._event("process_exec", ktime_ns, self.process_of(entry), entry.lineage)
 
     def _current(self, pid: int, start_ns: int) -> Entry | None:
         """The cached image of this thread group; not an older one with the same pid."""
@@ -318,22 +347,8 @@ class ProcessCache:
         parent = self._lookup(t.ppid)
         if parent is None:
             return  # parent gone already; the child's exec/exit will look it up
-        pp = parent.process
-        process = dict(pp)
-        lineage = self._lineage(parent)
-        process.update(
-            exec_id=make_exec_id(self.node, t.start_ns, t.pid),
-            parent_exec_id=pp["exec_id"],
-            pid=t.pid,
-            tid=t.tid,
-            ppid=t.ppid,
-            start_time=self.clock.to_wall_ns(t.start_ns),
-            flags=[*(f for f in pp["flags"] if f not in _PROVENANCE), "fork"],
-        )
-        if t.cgroup_id != pp["cgroup_id"]:
-            process["cgroup_id"] = t.cgroup_id
-            process["container_id"] = self._container(t.cgroup_id, t.pid, lineage)
-        self._put(t.pid, Entry(process, lineage, t.start_ns, t.start_ns, cloned=True))
+        entry = Entry(None, self._lineage(parent), t.start_ns, t.start_ns, cloned=True, forked=t)
+        self._put(t.pid, entry)
 
     def on_exec(self, rec: ExecRecord) -> Record:
         t = rec.task
@@ -383,7 +398,7 @@ class ProcessCache:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)
         self._live.pop(t.pid, None)
-        process = dict(entry.process)
+        process = dict(self.process_of(entry))
         process["tid"] = t.tid
         process["ppid"] = t.ppid  # the reaper, if the parent died first
         if t.cgroup_id != process["cgroup_id"]:

@@ -41,6 +41,7 @@ def startup_scan(cache: ProcessCache, node_events: bool, ktime_ns: int) -> list[
         if snap is not None:
             snaps[pid] = snap
     events: list[dict[str, Any]] = []
+    cache.stats.scanned += len(snaps)
     for snap in _parents_first(snaps):
         entry = cache.entry_from_snapshot(snap)
         if node_events:

@@ -75,7 +75,8 @@ class Reader:
                     self.stats.procfs += 1
                     self._out(event)
                 took_ms = (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - now) / 1e6
-                print(f"collector: start-up scan: {len(self.cache)} processes in {took_ms:.1f} ms",
+                print(f"collector: start-up scan: {self.cache.stats.scanned} processes in "
+                      f"{took_ms:.1f} ms",
                       file=sys.stderr, flush=True)
             while True:
                 stopping = self._stop.is_set()
