@@ -176,3 +176,44 @@ def test_container_found_by_the_startup_scan(cgroup_root: Path, tmp_path: Path) 
 ])
 def test_container_id_from_path(path: str, want: str | None) -> None:
     assert container_id_from_path(path) == want
+
+
+def test_resolver_walks_only_for_new_ids(cgroup_root: Path) -> None:
+    """The resolver on its own, with real cgroups and no live process to ask
+    (pid 0): each id newer than every walk costs one walk, then is remembered;
+    a removed cgroup's id costs no walk and is never guessed."""
+    from collector.enrich.containers import CgroupResolver
+
+    r = CgroupResolver(str(CG2))
+    first, second = secrets.token_hex(32), secrets.token_hex(32)
+    a = cgroup_root / f"docker-{first}.scope"
+    a.mkdir()
+    gone = cgroup_root / "gone.scope"
+    gone.mkdir()
+    gone_id = os.stat(gone).st_ino
+    gone.rmdir()
+    b = cgroup_root / f"crio-{second}.scope"
+    b.mkdir()
+    a_id, b_id = os.stat(a).st_ino, os.stat(b).st_ino
+    assert a_id < gone_id < b_id  # ids grow
+    assert r.container_id(b_id, 0) == second
+    assert r.stats.scans == 1
+    assert r.container_id(a_id, 0) == first  # found by that same walk
+    assert r.container_id(b_id, 0) == second  # remembered
+    assert r.container_id(gone_id, 0) is None  # older than the walk, not in it: removed
+    assert (r.stats.scans, r.stats.unresolved) == (1, 1)
+    c = cgroup_root / "host.scope"
+    c.mkdir()
+    assert r.container_id(os.stat(c).st_ino, 0) is None  # a host cgroup: a real answer
+    assert r.stats.scans == 2
+    # with a live process in the cgroup, /proc answers without a walk
+    d = cgroup_root / f"docker-{first}.scope" / "init.scope"
+    d.mkdir()
+    p = subprocess.Popen(_join(d, "/bin/sleep 5"))
+    try:
+        wait_for(lambda: "init.scope" in Path(f"/proc/{p.pid}/cgroup").read_text())
+        assert r.container_id(os.stat(d).st_ino, p.pid) == first
+        assert (r.stats.scans, r.stats.from_proc) == (2, 1)
+    finally:
+        p.kill()
+        p.wait()

@@ -2,9 +2,15 @@
 
 Every kernel record carries the task's cgroup v2 id, which is the inode
 number of its directory in the cgroup2 mount. Turning it into a path costs
-a /proc read or a walk of the cgroup tree, so each id is resolved once and
-remembered: cgroup ids are never reused, so neither the answer nor a "not
-found" ever goes stale. The hot path is one dict lookup.
+a /proc read (while the process lives) or a walk of the cgroup tree, so
+each id is resolved once and remembered: cgroup ids are never reused, so an
+answer never goes stale. The hot path is one dict lookup.
+
+Ids only grow, and an event proves its cgroup existed before we looked: so
+an id missing from a walk, and every older id missing from it, belongs to a
+removed cgroup, and only an id newer than every walk so far triggers one.
+Such misses are not remembered (a live process in a cgroup created during
+a walk can still resolve it through /proc later) but they cost no walk.
 
 Container runtimes name the container's cgroup after its 64-hex id:
     docker (systemd driver)      .../docker-<id>.scope
@@ -86,6 +92,7 @@ class CgroupResolver:
         self.mount = mount
         self._answers: dict[int, str | None] = {1: None}  # 1 is the root cgroup
         self._paths: dict[int, str] = {}  # ids seen by the last walk, not asked for yet
+        self._walked_to = 1  # every id up to this one was looked for by a walk
         self.stats = ResolverStats()
 
     def container_id(self, cgroup_id: int, pid: int) -> str | None:
@@ -127,10 +134,13 @@ class CgroupResolver:
         if path is not None:
             st.from_proc += 1
         else:
-            path = self._paths.pop(cgroup_id, None) or self._walk_for(cgroup_id)
-        answer = container_id_from_path(path) if path is not None else None
+            path = self._paths.pop(cgroup_id, None)
+            if path is None and cgroup_id > self._walked_to:
+                path = self._walk_for(cgroup_id)
         if path is None:
             st.unresolved += 1
+            return None
+        answer = container_id_from_path(path)
         self._remember(cgroup_id, answer)
         return answer
 
@@ -161,6 +171,7 @@ class CgroupResolver:
                         stack.append(sub)
         self.stats.scans += 1
         self.stats.scan_ns += time.perf_counter_ns() - started
+        self._walked_to = max(self._walked_to, cgroup_id, *found)
         path = found.pop(cgroup_id, None)
         self._paths = {k: v for k, v in found.items() if k not in self._answers}
         return path
