@@ -119,6 +119,9 @@ OPTIONS: list[Option] = [
     # enrichment
     Option("enrich.cache_max_entries", "int", 65536, "most live processes in the process "
            "cache; beyond it the oldest are evicted (counted)", minimum=16),
+    Option("enrich.sweep_interval_s", "float", 60.0, "how often the cache looks for processes "
+           "whose exit the kernel lost (ring buffer full); one gone from /proc at two sweeps in "
+           "a row is released (counted) (s)", minimum=1),
     Option("enrich.procfs_scan", "bool", True, "at start, read running processes from /proc "
            "into the cache"),
     Option("enrich.procfs_events", "bool", True, "emit a process_exec (flag procfs) for each "

@@ -16,7 +16,8 @@ parent's record lives exactly as long as a live descendant's tuple holds
 it, and a long chain of exited forkers cannot pile up. The live map is
 capped (evictions counted) and swept for processes whose exit the kernel
 lost (ring buffer full): an entry whose pid is gone from /proc on two
-sweeps a minute apart is released (counted as `released`).
+sweeps in a row (a minute apart by default) is released (counted as
+`released`).
 
 Process records are built once per exec, already redacted, and shared by
 every event that shows them (as process, parent or ancestor): sinks must
@@ -103,6 +104,7 @@ class ProcessCache:
         redact: Redact | None = None,
         cgroups: CgroupResolver | None = None,
         ignore_pid: int | None = None,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -114,8 +116,9 @@ class ProcessCache:
         self.ignore_pid = ignore_pid  # the collector itself, skipped by the start-up scan
         self._live: OrderedDict[int, Entry] = OrderedDict()
         self._suspects: dict[int, Entry] = {}
+        self.sweep_interval_s = sweep_interval_s
         now = time.monotonic()
-        self._next_sweep = now + SWEEP_INTERVAL_S
+        self._next_sweep = now + sweep_interval_s
         self._next_forget = now + USERS_FORGET_S
         self.stats = CacheStats()
 
@@ -131,6 +134,7 @@ class ProcessCache:
             namespaces=cfg["enrich.namespaces"],
             redact=build_redactor(cfg),
             ignore_pid=os.getpid() if cfg["capture.ignore_self"] else None,
+            sweep_interval_s=cfg["enrich.sweep_interval_s"],
         )
 
     def __len__(self) -> int:
@@ -157,7 +161,7 @@ class ProcessCache:
     def maintain(self) -> None:
         now = time.monotonic()
         if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL_S
+            self._next_sweep = now + self.sweep_interval_s
             self.sweep()
         if now >= self._next_forget:
             self._next_forget = now + USERS_FORGET_S
