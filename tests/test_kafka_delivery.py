@@ -90,9 +90,10 @@ def test_burst_arrives_exactly_once_and_decodes_two_ways(kafka: KafkaBroker) -> 
     assert stat_value(line, "acked", "kafka") == written
     assert stat_value(line, "dropped", "kafka") == 0
 
-    msgs = read_topic(kafka.bootstrap, topic, until=lambda m: len(m) >= written)
+    msgs = read_topic(kafka.bootstrap, topic, until=lambda m: len(m) >= written,
+                      decode=decode_single_object)
     assert len(msgs) == written  # every acknowledged event is on the topic, nothing else
-    records = [decode_single_object(m.value) for m in msgs]
+    records = [m.record for m in msgs]
     burst.assert_exactly_once(records)
     assert no_duplicates(records) == []
     for m, r in zip(msgs, records, strict=True):
