@@ -6,6 +6,7 @@ test starts a tree from pytest and follows exec_id links through it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import signal
@@ -83,7 +84,7 @@ def test_tree_bash_python_sh_true(collector: CollectorProcess) -> None:
 
     chain = [me, bash_exec["process"], py_exec["process"], sh_exec["process"],
              true_exec["process"]]
-    for parent, child in zip(chain, chain[1:], strict=False):
+    for parent, child in itertools.pairwise(chain):
         assert child["parent_exec_id"] == parent["exec_id"]
         assert child["ppid"] == parent["pid"]
         assert child["pid"] != parent["pid"]

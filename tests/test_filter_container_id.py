@@ -5,7 +5,6 @@ real cgroup named the way docker names them."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 from pathlib import Path
 
 from collector.filter import container_id

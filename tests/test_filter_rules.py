@@ -52,7 +52,7 @@ def types_of(events: list[Event], pid: int) -> list[str]:
 
 
 def test_deny_wins_over_allow_and_keys_of_a_rule_all_match(tmp_path: Path) -> None:
-    config = f"""
+    config = """
 [[filter.allow]]
 binary = ["/sleep$", "/true$"]
 

@@ -26,5 +26,5 @@ def test_values() -> None:
     rule = uid.build("k", 0)
     assert rule({"process": {"uid": 0}}) and not rule({"process": {"uid": 1}})
     for bad in (True, -1, 1.5, [0, "x"]):
-        with pytest.raises(UsageError, match="^config key k: "):
+        with pytest.raises(UsageError, match=r"^config key k: "):
             uid.build("k", bad)

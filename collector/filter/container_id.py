@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from collector.filter._values import bad, items
 from collector.filter._types import Event, Predicate
+from collector.filter._values import bad, items
 
 KEY = "container_id"
 _HEX = re.compile(r"[0-9a-f]{1,64}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.filter._values import bad, items
 from collector.filter._types import Event, Predicate
+from collector.filter._values import bad, items
 
 KEY = "event_type"
 EVENT_TYPES = ("process_exec", "process_exit")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.filter._values import regexes
 from collector.filter._types import Event, Predicate
+from collector.filter._values import regexes
 
 KEY = "parent_binary"
 
