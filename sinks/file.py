@@ -51,6 +51,7 @@ import os
 import queue
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -318,6 +319,9 @@ class FileSink(Sink):
         The new file is opened before the old one is closed, so a failure
         leaves the sink writing where it was (retried at the next batch)."""
         old = self._fd
+        if old is not None and _same_file(self.path, old):
+            self._reopen_pending = False
+            return  # nobody moved it: carry on with the file as it is
         try:
             if old is not None and self.fsync != "never":
                 os.fdatasync(old)
@@ -408,6 +412,9 @@ class FileSink(Sink):
     def _open_active(self) -> None:
         fd = self._create_or_open()
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SinkError(f"file sink: {self.path} is not a regular file; file.path must "
+                                "name a file")
             if self.format == "jsonl":
                 self._repair_jsonl(fd)
             else:
@@ -458,9 +465,10 @@ class FileSink(Sink):
                             "rotating it away", self.path)
                 if found[3] < size:
                     self._cut(fd, size, found[3])
+                self._rename_rotated()  # fd stays valid: the caller closes it on failure
+                new = self._create_or_open()
                 os.close(fd)
-                self._rename_rotated()
-                fd = self._create_or_open()
+                fd = new
             else:
                 sync = found[2]
                 if found[3] < size:

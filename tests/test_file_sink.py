@@ -30,7 +30,7 @@ import orjson
 import pytest
 
 from collector.clock import BootClock
-from collector.decode import ExecRecord, decode
+from collector.decode import ExecRecord, ExitRecord, decode
 from collector.encode.json import encode_json_line
 from collector.enrich.process_cache import ProcessCache
 from collector.errors import SinkError, UsageError
@@ -46,17 +46,17 @@ def _path_bytes(path: str) -> bytes:
     return b"".join(p.encode() + b"\0" for p in reversed(path.strip("/").split("/")))
 
 
-def raw_exec(pid: int, ppid: int, t: int, args: list[bytes], cwd: str = "/tmp") -> bytes:
+def raw_exec(pid: int, ppid: int, t: int, start: int, args: list[bytes], cwd: str = "/tmp") -> bytes:
     binary, cwd_b = _path_bytes("/usr/bin/true"), _path_bytes(cwd)
     argv = b"".join(a + b"\0" for a in args)
-    fixed = EXEC_FIXED.pack(EventKind.EXEC, 0, t, pid, pid, ppid, 0, t - 1000, 77, b"true",
+    fixed = EXEC_FIXED.pack(EventKind.EXEC, 0, t, pid, pid, ppid, 0, start, 77, b"true",
                             1000, 1000, 1000, 1000, 1000, 0, len(binary), len(cwd_b), len(argv),
                             len(argv))
     return fixed + binary + cwd_b + argv
 
 
-def raw_exit(pid: int, ppid: int, t: int, status: int) -> bytes:
-    return EXIT_EVENT.pack(EventKind.EXIT, EXIT_EVENT.size, t, pid, pid, ppid, 0, t - 5000, 77,
+def raw_exit(pid: int, ppid: int, t: int, start: int, status: int) -> bytes:
+    return EXIT_EVENT.pack(EventKind.EXIT, EXIT_EVENT.size, t, pid, pid, ppid, 0, start, 77,
                            b"true", status, 0)
 
 
@@ -67,17 +67,19 @@ HOSTILE = [b"/usr/bin/true", b"caf\xc3\xa9", b"bad \xff\xfe utf8", b"line\nbreak
 def make_events(n: int, start_pid: int = 200_000) -> list[dict[str, Any]]:
     """n events (exec, exit, exec, exit, ...) built by the real decode + process cache."""
     cache = ProcessCache("test-node", BootClock())
-    t = 10**15
+    t = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - 10**9  # boot-clock times, as the kernel's
     me = os.getpid()  # a real parent, so `parent` is filled from /proc
     out = []
     for i in range(n):
-        pid = start_pid + i // 2
+        pid, start = start_pid + i // 2, t + i - i % 2
         if i % 2 == 0:
-            rec = decode(raw_exec(pid, me, t + i, [*HOSTILE, str(i).encode()]))
+            rec = decode(raw_exec(pid, me, t + i, start, [*HOSTILE, str(i).encode()]))
             assert isinstance(rec, ExecRecord)
             out.append(cache.on_exec(rec))
         else:
-            out.append(cache.on_exit(decode(raw_exit(pid, me, t + i, (i % 256) << 8))))  # type: ignore[arg-type]
+            rec_exit = decode(raw_exit(pid, me, t + i, start, (i % 256) << 8))
+            assert isinstance(rec_exit, ExitRecord)
+            out.append(cache.on_exit(rec_exit))
     return out
 
 
@@ -162,6 +164,7 @@ def test_jsonl_lines_are_the_json_encoder_output(tmp_path: Path) -> None:
     assert args[1:7] == ["café", "bad \\xff\\xfe utf8", "line\nbreak", 'say "hi"', "tab\there",
                          "x" * 3000]
     assert lines[1]["exit_code"] == 1 and lines[1]["event_type"] == "process_exit"
+    assert lines[1]["process"]["args"] == lines[0]["process"]["args"]  # the exit of that exec
 
 
 @pytest.mark.parametrize("codec", ["null", "deflate", "zstandard", "snappy"])
@@ -439,6 +442,24 @@ def test_reopen_after_the_file_was_moved_starts_a_new_file(tmp_path: Path, fmt: 
         assert read_avro_both(p) == EVENTS[30:40]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "avro"])
+def test_reopen_when_nothing_moved_carries_on_in_the_same_file(tmp_path: Path, fmt: str) -> None:
+    p = tmp_path / f"events.{fmt}"
+    sink = FileSink(p, fmt=fmt)
+    sink.open()
+    write(sink, EVENTS[:10])
+    inode = p.stat().st_ino
+    sink.reopen()
+    write(sink, EVENTS[10:20])
+    sink.close()
+    assert p.stat().st_ino == inode and sorted(os.listdir(tmp_path)) == [p.name]
+    assert read_events_any(p) == (as_json(EVENTS[:20]) if fmt == "jsonl" else EVENTS[:20])
+
+
+def read_events_any(p: Path) -> list[dict[str, Any]]:
+    return read_avro_both(p) if p.suffix == ".avro" else read_jsonl(p)
+
+
 def test_copytruncate_gets_a_fresh_avro_header(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
     sink = FileSink(p, fmt="avro")
@@ -465,6 +486,13 @@ def test_open_errors_are_one_clear_line(tmp_path: Path) -> None:
             FileSink(path).open()
         assert words in str(err.value) and "\n" not in str(err.value)
         assert not isinstance(err.value, TransientSinkError)
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "events.jsonl"
+    os.mkfifo(p)
+    with pytest.raises(SinkError, match="is not a regular file"):
+        FileSink(p).open()
 
 
 def test_read_only_file_system_is_fatal_at_open(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class Entry:
     cloned: bool = False  # runs an image inherited by fork, not its own exec
     coarse: bool = False  # start_ns from /proc
     forked: TaskIds | None = None  # the fork record's ids, for a clone
+    seen_ns: int = 0  # boot time /proc was read, for an entry found there
 
 
 @dataclass
@@ -253,8 +254,7 @@ class ProcessCache:
 
     def entry_from_snapshot(self, snap: ProcSnapshot) -> Entry:
         """A cache entry for a process found in /proc (flag "procfs")."""
-        parent = self._live.get(snap.ppid) if snap.ppid > 0 else None
-        lineage = self._lineage(parent)
+        lineage = self._lineage(self._lookup(snap.ppid))
         cgroup_id = container = None
         for controllers, path in snap.cgroups:
             if controllers == "":
@@ -286,7 +286,8 @@ class ProcessCache:
             "namespaces": read_namespaces(snap.pid) if self.namespaces else None,
             "flags": flags,
         }
-        entry = Entry(process, lineage, snap.start_ns, snap.start_ns, coarse=True)
+        entry = Entry(process, lineage, snap.start_ns, snap.start_ns, coarse=True,
+                      seen_ns=snap.seen_ns)
         self._put(snap.pid, entry)
         return entry
 
@@ -360,8 +361,10 @@ class ProcessCache:
         previous = self._current(pid, t.start_ns)
         if previous is None:
             lineage = self._lineage(self._lookup(t.ppid) if t.ppid > 0 else None)
-        elif previous.cloned:
-            lineage = previous.lineage  # first exec after fork: the forker is the parent
+        elif previous.cloned or rec.ktime_ns < previous.seen_ns:
+            # first exec after fork: the forker is the parent; or an exec that
+            # /proc already showed (it ran between attach and the scan's read)
+            lineage = previous.lineage
         else:
             lineage = self._lineage(previous)  # exec without fork: the old image is the parent
         namespaces = None

@@ -12,6 +12,7 @@ non-dumpable init); their binary then falls back to an absolute argv[0].
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from collector.clock import BootClock
@@ -35,6 +36,7 @@ class ProcSnapshot:
     args: list[str]
     cwd: str
     start_ns: int  # CLOCK_BOOTTIME, clock-tick precision
+    seen_ns: int  # CLOCK_BOOTTIME just before /proc was read
     kernel_thread: bool
     cgroups: list[tuple[str, str]]  # (controllers, path) per hierarchy; "" is cgroup v2
 
@@ -46,6 +48,7 @@ def _read(path: str) -> bytes:
 
 def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
     base = f"{proc}/{pid}"
+    seen_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     try:
         stat = _read(f"{base}/stat")
         status = _read(f"{base}/status")
@@ -96,6 +99,7 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
         args=args,
         cwd=cwd,
         start_ns=BootClock.boot_ns_from_ticks(start_ticks),
+        seen_ns=seen_ns,
         kernel_thread=kernel_thread,
         cgroups=proc_cgroups(pid) or [],
     )
