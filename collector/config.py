@@ -316,8 +316,10 @@ def resolve(
     if config_path is not None:
         for key, v in load_file(config_path).items():
             values[key] = coerce(BY_KEY[key], v)
+    # COLLECTOR_DEBUG is not a config key: it turns on debug logs and tracebacks (cli.main)
     known_env = {o.env for o in OPTIONS} | {"COLLECTOR_CONFIG", "COLLECTOR_SINK",
-                                            "COLLECTOR_FORMAT", "COLLECTOR_KAFKA_OPTION"}
+                                            "COLLECTOR_FORMAT", "COLLECTOR_KAFKA_OPTION",
+                                            "COLLECTOR_DEBUG"}
     for name in env:
         if name.startswith("COLLECTOR_") and name not in known_env:
             raise UsageError(f"environment variable {name}: unknown; the COLLECTOR_* variables "

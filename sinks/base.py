@@ -62,6 +62,11 @@ class Sink(ABC):
         """SIGHUP: reopen files (after logrotate moved them). Called on the
         worker thread between batches."""
 
+    def cancel(self) -> None:  # noqa: B027 - optional hook
+        """The shutdown deadline has passed: stop waiting inside write_batch or
+        flush (a broker that never acknowledges). Called from another thread;
+        what was not delivered must then be raised as not written."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once, after the last flush."""
 

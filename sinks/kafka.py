@@ -200,6 +200,8 @@ class _Delivery:
         if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
             if self.outage_since is None:
                 self.outage_since = time.monotonic()
+            if self.refused():
+                return  # the consequence of a refusal already reported, not an outage
             self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events wait "
                             "and are sent when it answers", self.config["bootstrap.servers"], text)
         elif code == KafkaError._AUTHENTICATION:
@@ -210,6 +212,11 @@ class _Delivery:
                             "broker's certificate", text)
         else:
             self._log_every(err.name(), 30.0, "kafka: %s: %s", err.name(), text)
+
+    def refused(self, within: float = 60.0) -> bool:
+        """The broker answered but refused us (authentication or TLS) lately."""
+        since = time.monotonic() - within
+        return any(self._last_logged.get(k, -1e9) >= since for k in ("auth", "ssl"))
 
     def _log_every(self, what: str, period: float, fmt: str, *args: Any) -> None:
         now = time.monotonic()
@@ -333,6 +340,7 @@ class KafkaSink(Sink):
         self._lock = threading.Lock()
         self._sender: _BufferSender | None = None
         self._probed = False
+        self._cancel = threading.Event()  # the shutdown deadline passed: stop waiting
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> KafkaSink:
@@ -386,6 +394,9 @@ class KafkaSink(Sink):
         try:
             meta = self.delivery.producer.list_topics(self.topic, timeout=5)
         except KafkaException as exc:
+            self.delivery.producer.poll(0.5)  # serve error_cb: was it refused rather than down?
+            if self.delivery.refused():
+                return  # the authentication or TLS line said what to fix
             where = "disk buffer " + str(self.buffer.path) if self.buffer else "memory queue"
             log.warning("kafka: broker %s not reachable at start (%s); events wait in the %s "
                         "(when_full=%s) and are delivered once it answers",
@@ -414,11 +425,12 @@ class KafkaSink(Sink):
             return
         if not self._probed:
             self._probe_broker()
-        out = self.delivery.send(batch)
+        out = self.delivery.send(batch, cancel=self._cancel)
         for reason, idx in out.drops.items():
             self._dropped(len(idx), reason, [batch[i] for i in idx])
         if out.retry:
-            self.delivery.resent += len(out.retry)
+            if not self._cancel.is_set():
+                self.delivery.resent += len(out.retry)
             errors = ", ".join(f"{k} x{v}" for k, v in out.errors.items()) or "not delivered"
             raise PartialWriteError(f"{len(out.retry)} of {len(batch)} messages to be re-sent "
                                     f"({errors})", [batch[i] for i in out.retry])
@@ -427,6 +439,11 @@ class KafkaSink(Sink):
         if self._sender is not None:
             self._sender.wait_empty(settle=3.0, limit=8.0)
         self._report_sender_drops()
+
+    def cancel(self) -> None:
+        """Stop waiting for reports; the messages without one are re-raised as
+        not written (the worker counts them as shutdown_timeout drops)."""
+        self._cancel.set()
 
     def close(self) -> None:
         if self._sender is not None:

@@ -141,6 +141,10 @@ class SinkWorker:
             self._abandon.set()  # cut retries short; the thread counts what is left
             with self._cond:
                 self._cond.notify_all()
+            try:
+                self.sink.cancel()  # and a write waiting on its target
+            except Exception as exc:
+                log.error("sink %s: cancel failed: %s", self.sink.name, exc)
             self._thread.join(5.0)
         st = self.stats
         undelivered = st.queued - st.written - st.dropped_total
