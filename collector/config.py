@@ -325,7 +325,15 @@ def resolve(
             raise UsageError(f"environment variable {name}: unknown; the COLLECTOR_* variables "
                              "are the config keys upper-cased (see config/collector.toml)")
     for opt in OPTIONS:
-        if opt.env in env and opt.kind not in ("tables", "table"):
+        if opt.env not in env:
+            continue
+        if opt.kind == "tables":
+            raise UsageError(f"environment variable {opt.env}: {opt.key} rules can only be "
+                             f"given in the config file ([[{opt.key}]] tables)")
+        if opt.kind == "table":
+            values[opt.key] = {**values[opt.key], **parse_kafka_options(
+                env[opt.env].split(";"), f"environment variable {opt.env}")}
+        else:
             values[opt.key] = coerce(opt, env[opt.env], from_text=True)
     # the short names the CLI contract uses
     if "COLLECTOR_SINK" in env:
@@ -335,7 +343,8 @@ def resolve(
                                          from_text=True)
     if "COLLECTOR_KAFKA_OPTION" in env:
         values["kafka.options"] = {**values["kafka.options"],
-                                   **parse_kafka_options(env["COLLECTOR_KAFKA_OPTION"].split(";"))}
+                                   **parse_kafka_options(env["COLLECTOR_KAFKA_OPTION"].split(";"),
+                                                       "environment variable COLLECTOR_KAFKA_OPTION")}
     for key, v in (flags or {}).items():
         if v is None:
             continue
@@ -349,14 +358,15 @@ def resolve(
     return cfg
 
 
-def parse_kafka_options(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+def parse_kafka_options(items: list[str] | tuple[str, ...],
+                        source: str = "--kafka-option") -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--kafka-option '{item}': expected KEY=VALUE, e.g. "
+            raise UsageError(f"{source} '{item}': expected KEY=VALUE, e.g. "
                              "compression.type=zstd")
         out[key.strip()] = value.strip()
     return out

@@ -38,7 +38,12 @@ def _comment(opt: Option) -> list[str]:
     doc = opt.doc
     if opt.choices:
         doc += f" [{' | '.join(opt.choices)}]"
-    doc += f". Env: {opt.env}"
+    if opt.kind == "tables":
+        doc += ". Env: none (config file only)"
+    elif opt.kind == "table":
+        doc += f". Env: {opt.env} (KEY=VALUE;KEY=VALUE)"
+    else:
+        doc += f". Env: {opt.env}"
     return ["# " + line for line in textwrap.wrap(doc, 86)]
 
 

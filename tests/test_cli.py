@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import resolve
 from collector.config_doc import example_toml
 from collector.schema import raw_schema
 from tests.helpers import COLLECTOR, REPO, CollectorProcess, wait_for
@@ -71,6 +72,26 @@ def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
 def test_environment_errors_name_the_variable() -> None:
     assert_one_line_error(cli("run", env={"COLLECTOR_DURATION": "-5"}), 2, "duration")
     assert_one_line_error(cli("run", env={"COLLECTOR_NO_SUCH": "1"}), 2, "COLLECTOR_NO_SUCH")
+    # rules are tables: the environment cannot carry them, and says so rather than ignore them
+    assert_one_line_error(cli("run", env={"COLLECTOR_FILTER_ALLOW": "uid=0"}), 2,
+                          "COLLECTOR_FILTER_ALLOW", "config file", "[[filter.allow]]")
+    assert_one_line_error(cli("run", env={"COLLECTOR_KAFKA_OPTIONS": "acks"}), 2,
+                          "COLLECTOR_KAFKA_OPTIONS", "expected KEY=VALUE")
+
+
+def test_kafka_options_from_both_environment_variables() -> None:
+    cfg = resolve(environ={"COLLECTOR_KAFKA_OPTIONS": "acks=1;linger.ms=7",
+                           "COLLECTOR_KAFKA_OPTION": "linger.ms=9"})
+    assert cfg["kafka.options"] == {"acks": "1", "linger.ms": "9"}
+    flags = {"kafka.options": {"acks": "all"}}
+    assert resolve(environ={"COLLECTOR_KAFKA_OPTIONS": "acks=1"}, flags=flags)["kafka.options"] \
+        == {"acks": "all"}
+
+
+def test_debug_variable_is_not_a_config_key() -> None:
+    res = cli("run", "--duration", "0.3", env={"COLLECTOR_DEBUG": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "collector: INFO attached in " in res.stderr  # the debug level is on
 
 
 def test_unprivileged_run_is_one_clear_line() -> None:
