@@ -8,9 +8,9 @@ parents or output formats: that is enrichment's and encoding's job.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from collector.probe.layout import (
     EXEC_DATA_OFFSET,
@@ -34,27 +34,62 @@ def text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+# Decoding a whole NUL-separated list at once and splitting the str gives the
+# same strings as decoding each item: NUL is one ASCII byte, never part of a
+# multi-byte sequence, so no sequence (valid or not) spans two items, and
+# backslashreplace writes each bad byte as its own \xNN whichever way the
+# bytes were grouped (tests/test_decode_fast.py checks it on hostile bytes).
+_TEXT_MEMO_MAX = 4096  # distinct comm / binary / cwd values remembered
+_TEXT_MEMO_LEN = 512  # longer raw values are decoded every time (bounds the memory)
+
+
+def _memo_text(memo: dict[bytes, str], raw: bytes, convert: Callable[[bytes], str]) -> str:
+    value = convert(raw)
+    if len(raw) <= _TEXT_MEMO_LEN:
+        if len(memo) >= _TEXT_MEMO_MAX:
+            memo.clear()
+        memo[raw] = value
+    return value
+
+
+def _comm_text(raw: bytes) -> str:
+    return raw.partition(b"\0")[0].decode("utf-8", "backslashreplace")
+
+
+def _path_text(components: bytes) -> str:
+    """Leaf-first NUL-terminated components (as the BPF walk writes them) to a path."""
+    parts = components.decode("utf-8", "backslashreplace").split("\0")
+    if parts[-1] == "":
+        parts.pop()
+    parts.reverse()
+    return "/" + "/".join(parts)
+
+
+# comm, binary and cwd repeat from record to record (the same programs run
+# again and again): each distinct raw value is decoded once. Only the reader
+# thread decodes, and a lost race would only decode twice.
+_comms: dict[bytes, str] = {}
+_paths: dict[bytes, str] = {}
+
+
 def _comm(raw: bytes) -> str:
-    return text(raw.split(b"\0", 1)[0])
+    found = _comms.get(raw)
+    return found if found is not None else _memo_text(_comms, raw, _comm_text)
 
 
 def _path(components: bytes) -> str:
-    """Leaf-first NUL-terminated components (as the BPF walk writes them) to a path."""
-    parts = components.split(b"\0")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    parts.reverse()
-    return "/" + "/".join(text(p) for p in parts)
+    found = _paths.get(components)
+    return found if found is not None else _memo_text(_paths, components, _path_text)
 
 
 def _args(raw: bytes) -> list[str]:
     """argv as the kernel lays it out: NUL-separated, NUL-terminated."""
     if not raw:
         return []
-    parts = raw.split(b"\0")
-    if parts[-1] == b"":
+    parts = raw.decode("utf-8", "backslashreplace").split("\0")
+    if parts[-1] == "":
         parts.pop()
-    return [text(p) for p in parts]
+    return parts
 
 
 @dataclass(slots=True)
@@ -107,55 +142,69 @@ class ForkRecord:
 Record = ExecRecord | ExitRecord | ForkRecord
 
 
+_KIND = struct.Struct("<I").unpack_from
+_HEADER_SIZE = HEADER.size
+_EXEC_UNPACK, _EXEC_SIZE = EXEC_FIXED.unpack_from, EXEC_FIXED.size
+_EXIT_UNPACK, _EXIT_SIZE = EXIT_EVENT.unpack_from, EXIT_EVENT.size
+_FORK_UNPACK, _FORK_SIZE = FORK_EVENT.unpack_from, FORK_EVENT.size
+KIND_EXEC, KIND_EXIT, KIND_FORK = int(EventKind.EXEC), int(EventKind.EXIT), int(EventKind.FORK)
+# plain ints: IntFlag's & is a Python-level call
+_ARGS_TRUNCATED = int(ExecFlags.ARGS_TRUNCATED)
+_ANY_TRUNCATED = int(ExecFlags.ARGS_TRUNCATED | ExecFlags.BINARY_TRUNCATED
+                     | ExecFlags.CWD_TRUNCATED)
+_ARGS_UNREADABLE = int(ExecFlags.ARGS_UNREADABLE)
+
+
 def decode(raw: bytes) -> Record:
     """Decode one ring-buffer record."""
-    if len(raw) < HEADER.size:
-        raise DecodeError(f"record of {len(raw)} bytes is shorter than its header")
-    kind, size, _ = HEADER.unpack_from(raw)
-    if kind == EventKind.EXEC:
+    n = len(raw)
+    if n < _HEADER_SIZE:
+        raise DecodeError(f"record of {n} bytes is shorter than its header")
+    kind = _KIND(raw)[0]
+    if kind == KIND_EXEC:
         return _decode_exec(raw)
-    if kind == EventKind.EXIT:
-        f = _fixed(EXIT_EVENT.unpack_from, EXIT_EVENT.size, raw)
-        return ExitRecord(f[2], TaskIds(f[3], f[4], f[5], f[7], f[8], _comm(f[9])), f[10])
-    if kind == EventKind.FORK:
-        f = _fixed(FORK_EVENT.unpack_from, FORK_EVENT.size, raw)
-        return ForkRecord(f[2], TaskIds(f[3], f[4], f[5], f[7], f[8], _comm(f[9])))
+    if kind == KIND_EXIT:
+        if n < _EXIT_SIZE:
+            raise DecodeError(f"record of {n} bytes, layout needs {_EXIT_SIZE}")
+        _k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm, status, _ = _EXIT_UNPACK(raw)
+        return ExitRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)), status)
+    if kind == KIND_FORK:
+        if n < _FORK_SIZE:
+            raise DecodeError(f"record of {n} bytes, layout needs {_FORK_SIZE}")
+        _k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm = _FORK_UNPACK(raw)
+        return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)))
+    size = HEADER.unpack_from(raw)[1]
     raise DecodeError(f"unknown record kind {kind} (size {size})")
 
 
-def _fixed(unpack: Callable[[bytes], tuple[Any, ...]], size: int, raw: bytes) -> tuple[Any, ...]:
-    if len(raw) < size:
-        raise DecodeError(f"record of {len(raw)} bytes, layout needs {size}")
-    return unpack(raw)
-
-
 def _decode_exec(raw: bytes) -> ExecRecord:
-    f = _fixed(EXEC_FIXED.unpack_from, EXEC_FIXED.size, raw)
-    (uid, euid, gid, egid, auid, flags, binary_len, cwd_len, args_len, _args_total) = f[10:20]
-    end = EXEC_DATA_OFFSET + binary_len + cwd_len + args_len
-    if len(raw) < end:
-        raise DecodeError(f"exec record of {len(raw)} bytes, its lengths need {end}")
-    data = raw[EXEC_DATA_OFFSET:end]
-    binary = _path(data[:binary_len])
-    cwd = _path(data[binary_len : binary_len + cwd_len])
-    args = _args(data[binary_len + cwd_len :])
+    n = len(raw)
+    if n < _EXEC_SIZE:
+        raise DecodeError(f"record of {n} bytes, layout needs {_EXEC_SIZE}")
+    (_k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm, uid, euid, gid, egid, auid, flags,
+     binary_len, cwd_len, args_len, _args_total) = _EXEC_UNPACK(raw)
+    cwd_at = EXEC_DATA_OFFSET + binary_len
+    args_at = cwd_at + cwd_len
+    end = args_at + args_len
+    if n < end:
+        raise DecodeError(f"exec record of {n} bytes, its lengths need {end}")
     marks = ["execve"]
-    truncated = bool(flags & ExecFlags.ARGS_TRUNCATED)
-    if flags & (ExecFlags.ARGS_TRUNCATED | ExecFlags.BINARY_TRUNCATED | ExecFlags.CWD_TRUNCATED):
-        marks.append("truncated")
-    if flags & ExecFlags.ARGS_UNREADABLE:
-        marks.append("args_unreadable")
+    if flags:
+        if flags & _ANY_TRUNCATED:
+            marks.append("truncated")
+        if flags & _ARGS_UNREADABLE:
+            marks.append("args_unreadable")
     return ExecRecord(
-        ktime_ns=f[2],
-        task=TaskIds(f[3], f[4], f[5], f[7], f[8], _comm(f[9])),
-        uid=uid,
-        euid=euid,
-        gid=gid,
-        egid=egid,
-        auid=None if auid == AUID_UNSET else auid,
-        binary=binary,
-        cwd=cwd,
-        args=args,
-        args_truncated=truncated,
-        flags=marks,
+        ktime,
+        TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)),
+        uid,
+        euid,
+        gid,
+        egid,
+        None if auid == AUID_UNSET else auid,
+        _path(raw[EXEC_DATA_OFFSET:cwd_at]),
+        _path(raw[cwd_at:args_at]),
+        _args(raw[args_at:end]),
+        bool(flags & _ARGS_TRUNCATED),
+        marks,
     )

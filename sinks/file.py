@@ -9,9 +9,12 @@ Why it is built this way:
   half an Avro block. After SIGKILL only the very last write can be cut;
   opening the file again (start, SIGHUP) cuts that tail off before
   appending, so a file is readable up to its last complete line / block.
-- Avro: one batch is one Object Container File block (fastavro writes it,
-  with the file's codec and sync marker), so a reader can stop at any
-  block boundary. A file always starts with its header; an existing file
+- Avro: one batch is one Object Container File block (the record count,
+  the datums compressed by fastavro's block writer for the file's codec,
+  the sync marker), so a reader can stop at any block boundary. Each event
+  is encoded by collector.encode.avro.datum on the worker thread (encode),
+  so an event that does not fit the schema is counted and dropped by the
+  worker, like a JSON line that cannot be encoded. A file always starts with its header; an existing file
   with another schema or codec is rotated away instead of appended to.
 - Rotation, by size (`max_bytes`, checked before each batch so a file only
   grows past it when one batch alone is larger) or age (`max_age_s`, from
@@ -59,9 +62,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import fastavro
+from fastavro._write import BLOCK_WRITERS  # type: ignore[attr-defined]  # not in its .pyi
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
+from collector.encode.avro import datum as avro_datum
+from collector.encode.avro import zigzag_varint
 from collector.encode.json import encode_json_line
 from collector.errors import SinkError, UsageError
 from collector.schema import parsed_schema, raw_schema
@@ -81,41 +87,8 @@ _OCF_HEADER = fastavro.parse_schema({
         {"name": "meta", "type": {"type": "map", "values": "bytes"}},
         {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
     ]})
-_NO_BLOCK_LIMIT = 1 << 62  # fastavro must not cut a batch into several blocks
+_NO_BLOCK_LIMIT = 1 << 62  # the header writer's buffer is never cut into blocks
 REOPEN_RETRY_S = 10.0  # after a failed SIGHUP reopen, try again this often (between batches)
-
-
-def _union_record_hints() -> dict[str, str]:
-    """Top-level fields typed ["null", <record>] → the record's full name.
-
-    fastavro finds a union branch for a dict by validating it against each
-    record branch, which costs more than writing it; naming the branch
-    ((name, value) tuples, fastavro's notation) skips that search."""
-    schema = raw_schema()
-    namespace = schema.get("namespace", "")
-    named: set[str] = set()
-    hints: dict[str, str] = {}
-
-    def full(name: str) -> str:
-        return name if "." in name or not namespace else f"{namespace}.{name}"
-
-    def collect(t: Any) -> None:
-        if isinstance(t, dict) and t.get("type") == "record":
-            named.add(full(t["name"]))
-            for f in t["fields"]:
-                collect(f["type"])
-        elif isinstance(t, list):
-            for b in t:
-                collect(b)
-
-    collect(schema)
-    for f in schema["fields"]:
-        t = f["type"]
-        if isinstance(t, list) and len(t) == 2 and "null" in t:
-            other = t[1] if t[0] == "null" else t[0]
-            if isinstance(other, str) and full(other) in named:
-                hints[f["name"]] = full(other)
-    return hints
 
 
 def _codec_usable(codec: str) -> str | None:
@@ -218,10 +191,9 @@ class FileSink(Sink):
         self._reopen_pending = False
         self._reopen_retry_at = 0.0
         self._jobs: _Jobs | None = None
-        # Avro state: the block writer and the header of the active file
-        self._hints = _union_record_hints() if fmt == "avro" else {}
+        # Avro state: the codec's block writer and the header of the active file
         self._avro_buf = io.BytesIO()
-        self._avro: Writer | None = None
+        self._block_writer = BLOCK_WRITERS.get(avro_codec) if fmt == "avro" else None
         self._header = b""
         self._sync: bytes | None = None
         # counters shown on the stats line
@@ -269,17 +241,10 @@ class FileSink(Sink):
             raise SinkError(self._open_problem(exc)) from None
         self._tidy()
 
-    def encode(self, event: Event) -> Any:
+    def encode(self, event: Event) -> bytes:
         if self.format == "jsonl":
             return encode_json_line(event)
-        out = None
-        for field_name, record_name in self._hints.items():
-            value = event.get(field_name)
-            if value is not None:
-                if out is None:
-                    out = dict(event)  # never change the event: other sinks share it
-                out[field_name] = (record_name, value)
-        return event if out is None else out
+        return avro_datum(event)  # one Avro datum; write_batch frames a block of them
 
     def write_batch(self, batch: Sequence[Any]) -> None:
         if not batch:
@@ -488,17 +453,13 @@ class FileSink(Sink):
         return self._sync
 
     def _new_block_writer(self, sync: bytes) -> None:
-        """A fastavro Writer over a buffer: its header is kept for new files, and
-        each flush() yields exactly one block (sync_interval never cuts one)."""
-        buf = self._avro_buf
-        buf.seek(0)
-        buf.truncate()
-        self._avro = Writer(buf, parsed_schema(), codec=self.codec, sync_interval=_NO_BLOCK_LIMIT,
-                            sync_marker=sync)
+        """The container header for this sync marker (fastavro's Writer writes it),
+        kept for new files; blocks are framed by _avro_block."""
+        buf = io.BytesIO()
+        Writer(buf, parsed_schema(), codec=self.codec, sync_interval=_NO_BLOCK_LIMIT,
+               sync_marker=sync)
         self._sync = sync
         self._header = buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -512,21 +473,25 @@ class FileSink(Sink):
         return self._fd
 
     def _avro_block(self, batch: Sequence[Any]) -> bytes:
-        writer = self._avro
-        assert writer is not None
-        buf = self._avro_buf
+        """One OCF block: record count, the codec's (size, data), sync marker.
+
+        Items are datums from encode(); an event dict (a caller that skipped
+        encode) is encoded here, and one that does not fit the schema fails
+        the batch."""
+        write_block = self._block_writer
+        assert write_block is not None and self._sync is not None
         try:
-            for record in batch:
-                writer.write(record)
-            writer.flush()
+            body = b"".join([x if type(x) is bytes else avro_datum(x) for x in batch])
         except Exception as exc:  # fastavro raises several kinds for a bad datum
-            self._new_block_writer(self._sync or os.urandom(16))  # drop the half-built block
             raise SinkError(f"file sink: an event does not match schemas/process_event.avsc "
                             f"({exc}); this is a bug in the collector") from None
-        block = buf.getvalue()
+        buf = self._avro_buf
         buf.seek(0)
         buf.truncate()
-        return block
+        buf.write(zigzag_varint(len(batch)))
+        write_block(buf, body, None)  # the length of the (compressed) data, then the data
+        buf.write(self._sync)
+        return buf.getvalue()
 
     def _append(self, fd: int, good: int, data: bytes) -> None:
         """All of data at the end of the file, or the file as it was and an error."""

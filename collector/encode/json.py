@@ -5,16 +5,25 @@ the only change is that timestamp fields (found in the schema, not listed
 here) become RFC 3339 strings. orjson escapes quotes, newlines and control
 characters, and every str is valid UTF-8 already (decode's rule), so a line
 is always one valid JSON document.
+
+Speed: a Process record shared by many events (a SharedRecord, e.g. the
+parent of every command a shell runs) is rendered once: its JSON text is
+kept on it and spliced into each line as an orjson.Fragment. The bytes are
+the same as rendering it each time (tests/test_encode_json_fast.py).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
 
 from collector.encode.timefmt import rfc3339_ns
-from collector.schema import timestamp_paths
+from collector.schema import SharedRecord, timestamp_paths
+
+_Fragment = orjson.Fragment
+_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 def json_record(event: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +51,77 @@ def json_record(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _plan() -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]] | None:
+    """(top-level timestamp fields, (field, its records' timestamp fields) for
+    fields holding records), from the schema; None if a timestamp sits deeper
+    than json_record looks (then json_record does all the work)."""
+    top: list[str] = []
+    nested: dict[str, list[str]] = {}
+    for path in timestamp_paths():
+        if len(path) == 1:
+            top.append(path[0])
+        elif len(path) == 2:
+            nested.setdefault(path[0], []).append(path[1])
+        else:
+            return None
+    return tuple(top), tuple((head, tuple(leaves)) for head, leaves in nested.items())
+
+
+def _render(record: dict[str, Any], leaves: tuple[str, ...]) -> dict[str, Any]:
+    """A record with its timestamp fields rendered (a copy when one is)."""
+    out = record
+    for leaf in leaves:
+        value = out.get(leaf)
+        if isinstance(value, int):
+            if out is record:
+                out = dict(record)
+            out[leaf] = rfc3339_ns(value)
+    return out
+
+
+def _fragment(record: Any, leaves: tuple[str, ...]) -> Any:
+    """What stands for a record in the line: its cached JSON for a SharedRecord."""
+    if type(record) is SharedRecord:
+        try:
+            return record.json_fragment
+        except AttributeError:
+            frag = record.json_fragment = _Fragment(orjson.dumps(_render(record, leaves)))
+            return frag
+    if isinstance(record, dict):
+        return _render(record, leaves)
+    return record
+
+
+def json_ready(event: dict[str, Any]) -> dict[str, Any]:
+    """What orjson turns into the line: json_record's result, except that shared
+    records may be orjson.Fragment (their JSON text). For orjson.dumps only."""
+    plan = _plan()
+    if plan is None:
+        return json_record(event)
+    top, nested = plan
+    out = event.copy()
+    for name in top:
+        value = out.get(name)
+        if isinstance(value, int):
+            out[name] = rfc3339_ns(value)
+    for head, leaves in nested:
+        inner = out.get(head)
+        if inner is None:
+            continue
+        cls = type(inner)
+        if cls is SharedRecord:  # the usual case, inline: a parent rendered long ago
+            try:
+                out[head] = inner.json_fragment
+            except AttributeError:
+                out[head] = _fragment(inner, leaves)
+        elif cls is list:  # an array of records (ancestors)
+            out[head] = [_fragment(x, leaves) if isinstance(x, dict) else x for x in inner]
+        else:
+            out[head] = _fragment(inner, leaves)
+    return out
+
+
 def encode_json_line(event: dict[str, Any]) -> bytes:
     """One event as a newline-terminated JSON line."""
-    return orjson.dumps(json_record(event), option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(json_ready(event), option=_APPEND_NEWLINE)

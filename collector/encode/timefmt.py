@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 
-_last_sec = -1
-_last_prefix = ""
+# (second, its "YYYY-MM-DDTHH:MM:SS" prefix), replaced as one tuple so that two
+# sink threads formatting at once never pair one second with another's prefix
+_last: tuple[int, str] = (-1, "")
 
 
 def rfc3339_ns(epoch_ns: int) -> str:
-    global _last_sec, _last_prefix
+    global _last
     sec, frac = divmod(epoch_ns, 1_000_000_000)
-    if sec != _last_sec:  # events come in bursts within one second: format it once
-        _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _last_sec = sec
-    return f"{_last_prefix}.{frac:09d}Z"
+    last = _last
+    if sec != last[0]:  # events come in bursts within one second: format it once
+        last = _last = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{last[1]}.{frac:09d}Z"

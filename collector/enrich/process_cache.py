@@ -21,7 +21,10 @@ sweeps in a row (a minute apart by default) is released (counted as
 
 Process records are built once per exec, already redacted, and shared by
 every event that shows them (as process, parent or ancestor): sinks must
-treat them as read-only.
+treat them as read-only. They are SharedRecords, so encoders may keep their
+encoding on them; a record is never changed once built (an exit whose
+tid, ppid or cgroup differ from its exec gets a new record, an exit that
+changes nothing shows the exec's record itself).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from collector.enrich.containers import CgroupResolver, cgroup2_mount, container
 from collector.enrich.exec_id import make_exec_id
 from collector.enrich.namespaces import read_namespaces
 from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
+from collector.schema import SharedRecord
 
 Record = dict[str, Any]
 Redact = Callable[[list[str]], list[str]]
@@ -211,7 +215,7 @@ class ProcessCache:
     def _clone(self, lineage: tuple[Record, ...], t: TaskIds) -> Record:
         """The forker's image, under the child's ids (flag "fork")."""
         pp = lineage[0]
-        process = dict(pp)
+        process = SharedRecord(pp)  # a new record, complete before anyone sees it
         process.update(
             exec_id=make_exec_id(self.node, t.start_ns, t.pid),
             parent_exec_id=pp["exec_id"],
@@ -263,29 +267,29 @@ class ProcessCache:
             for _, path in snap.cgroups:
                 container = container or container_id_from_path(path)
         flags = ["procfs", "kernel_thread"] if snap.kernel_thread else ["procfs"]
-        process: Record = {
-            "exec_id": make_exec_id(self.node, snap.start_ns, snap.pid),
-            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
-            "pid": snap.pid,
-            "tid": snap.pid,
-            "ppid": snap.ppid,
-            "uid": snap.uid,
-            "euid": snap.euid,
-            "gid": snap.gid,
-            "egid": snap.egid,
-            "auid": snap.auid,
-            "user": users.user_name(snap.uid),
-            "comm": snap.comm,
-            "binary": snap.binary,
-            "args": self.redact(snap.args),
-            "args_truncated": False,
-            "cwd": snap.cwd,
-            "start_time": self.clock.to_wall_ns(snap.start_ns),
-            "cgroup_id": cgroup_id,
-            "container_id": container,
-            "namespaces": read_namespaces(snap.pid) if self.namespaces else None,
-            "flags": flags,
-        }
+        process: Record = SharedRecord(
+            exec_id=make_exec_id(self.node, snap.start_ns, snap.pid),
+            parent_exec_id=lineage[0]["exec_id"] if lineage else None,
+            pid=snap.pid,
+            tid=snap.pid,
+            ppid=snap.ppid,
+            uid=snap.uid,
+            euid=snap.euid,
+            gid=snap.gid,
+            egid=snap.egid,
+            auid=snap.auid,
+            user=users.user_name(snap.uid),
+            comm=snap.comm,
+            binary=snap.binary,
+            args=self.redact(snap.args),
+            args_truncated=False,
+            cwd=snap.cwd,
+            start_time=self.clock.to_wall_ns(snap.start_ns),
+            cgroup_id=cgroup_id,
+            container_id=container,
+            namespaces=read_namespaces(snap.pid) if self.namespaces else None,
+            flags=flags,
+        )
         entry = Entry(process, lineage, snap.start_ns, snap.start_ns, coarse=True,
                       seen_ns=snap.seen_ns)
         self._put(snap.pid, entry)
@@ -320,29 +324,29 @@ class ProcessCache:
     def _unknown(self, task: TaskIds) -> Entry:
         """A minimal image for a pid we know only from a kernel record."""
         lineage = self._lineage(self._lookup(task.ppid))
-        process: Record = {
-            "exec_id": make_exec_id(self.node, task.start_ns, task.pid),
-            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
-            "pid": task.pid,
-            "tid": task.tid,
-            "ppid": task.ppid,
-            "uid": 0,
-            "euid": 0,
-            "gid": 0,
-            "egid": 0,
-            "auid": None,
-            "user": None,
-            "comm": task.comm,
-            "binary": "",
-            "args": [],
-            "args_truncated": False,
-            "cwd": "",
-            "start_time": self.clock.to_wall_ns(task.start_ns),
-            "cgroup_id": task.cgroup_id,
-            "container_id": self._container(task.cgroup_id, task.pid, lineage),
-            "namespaces": None,
-            "flags": ["unknown"],
-        }
+        process: Record = SharedRecord(
+            exec_id=make_exec_id(self.node, task.start_ns, task.pid),
+            parent_exec_id=lineage[0]["exec_id"] if lineage else None,
+            pid=task.pid,
+            tid=task.tid,
+            ppid=task.ppid,
+            uid=0,
+            euid=0,
+            gid=0,
+            egid=0,
+            auid=None,
+            user=None,
+            comm=task.comm,
+            binary="",
+            args=[],
+            args_truncated=False,
+            cwd="",
+            start_time=self.clock.to_wall_ns(task.start_ns),
+            cgroup_id=task.cgroup_id,
+            container_id=self._container(task.cgroup_id, task.pid, lineage),
+            namespaces=None,
+            flags=["unknown"],
+        )
         return Entry(process, lineage, task.start_ns, task.start_ns)
 
     # -- kernel facts in ---------------------------------------------------------
@@ -372,29 +376,29 @@ class ProcessCache:
             namespaces = read_namespaces(pid)
             if namespaces is None:
                 self.stats.namespace_misses += 1
-        process: Record = {
-            "exec_id": make_exec_id(self.node, rec.ktime_ns, pid),
-            "parent_exec_id": lineage[0]["exec_id"] if lineage else None,
-            "pid": pid,
-            "tid": t.tid,
-            "ppid": t.ppid,
-            "uid": rec.uid,
-            "euid": rec.euid,
-            "gid": rec.gid,
-            "egid": rec.egid,
-            "auid": rec.auid,
-            "user": users.user_name(rec.uid),
-            "comm": t.comm,
-            "binary": rec.binary,
-            "args": self.redact(rec.args),
-            "args_truncated": rec.args_truncated,
-            "cwd": rec.cwd,
-            "start_time": self.clock.to_wall_ns(t.start_ns),
-            "cgroup_id": t.cgroup_id,
-            "container_id": self._container(t.cgroup_id, pid, lineage),
-            "namespaces": namespaces,
-            "flags": rec.flags,
-        }
+        process: Record = SharedRecord(
+            exec_id=make_exec_id(self.node, rec.ktime_ns, pid),
+            parent_exec_id=lineage[0]["exec_id"] if lineage else None,
+            pid=pid,
+            tid=t.tid,
+            ppid=t.ppid,
+            uid=rec.uid,
+            euid=rec.euid,
+            gid=rec.gid,
+            egid=rec.egid,
+            auid=rec.auid,
+            user=users.user_name(rec.uid),
+            comm=t.comm,
+            binary=rec.binary,
+            args=self.redact(rec.args),
+            args_truncated=rec.args_truncated,
+            cwd=rec.cwd,
+            start_time=self.clock.to_wall_ns(t.start_ns),
+            cgroup_id=t.cgroup_id,
+            container_id=self._container(t.cgroup_id, pid, lineage),
+            namespaces=namespaces,
+            flags=rec.flags,
+        )
         self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
         return self._event("process_exec", rec.ktime_ns, process, lineage)
 
@@ -405,12 +409,15 @@ class ProcessCache:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)
         self._live.pop(t.pid, None)
-        process = dict(self.process_of(entry))
-        process["tid"] = t.tid
-        process["ppid"] = t.ppid  # the reaper, if the parent died first
-        if t.cgroup_id != process["cgroup_id"]:
-            process["cgroup_id"] = t.cgroup_id
-            process["container_id"] = self._container(t.cgroup_id, t.pid, entry.lineage)
+        process = self.process_of(entry)
+        if t.tid != process["tid"] or t.ppid != process["ppid"] or \
+                t.cgroup_id != process["cgroup_id"]:
+            process = SharedRecord(process)  # a new record, complete before anyone sees it
+            process["tid"] = t.tid
+            process["ppid"] = t.ppid  # the reaper, if the parent died first
+            if t.cgroup_id != process["cgroup_id"]:
+                process["cgroup_id"] = t.cgroup_id
+                process["container_id"] = self._container(t.cgroup_id, t.pid, entry.lineage)
         event = self._event("process_exit", rec.ktime_ns, process, entry.lineage)
         status = rec.exit_status
         signo = status & 0x7F
