@@ -33,8 +33,9 @@ Figures, written to bench/results/kafka.json:
    (/proc/PID/stat, includes the librdkafka threads) from just before the
    burst until its sink reports every event written (acknowledged, for
    Kafka), ÷ events written in that window. Sinks compared, alternated round
-   by round: kafka (avro), kafka (json), stdout (> /dev/null), file (jsonl,
-   fsync per batch). Medians are reported.
+   by round: kafka (avro), kafka (json), kafka (avro, compression.type=zstd
+   instead of the default lz4), stdout (> /dev/null), file (jsonl, fsync per
+   batch). Medians are reported.
 
 The machine has 2 cores and other work runs on it: figures are noisy, which
 is why A/B runs alternate and medians are given.
@@ -166,6 +167,16 @@ def summary(values: list[float], digits: int = 3) -> dict[str, Any]:
 def medians(runs: dict[str, list[float]], digits: int = 0) -> dict[str, Any]:
     return {k: {"median": round(statistics.median(v), digits) if v else None,
                 "runs": [round(x, digits) for x in v]} for k, v in runs.items()}
+
+
+def code_state() -> dict[str, Any]:
+    """The commit measured, and product files that differed from it (others edit this tree)."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
+                              check=False).stdout
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
+             if line[3:].startswith(("collector/", "sinks/", "schemas/", "bpf/"))]
+    return {"head": git("rev-parse", "HEAD").strip(), "uncommitted_product_files": dirty}
 
 
 # -- the real collector ----------------------------------------------------------------
@@ -517,6 +528,8 @@ def throughput(broker: KafkaBroker, args: argparse.Namespace) -> dict[str, Any]:
 CPU_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "kafka-avro": ("kafka", ["--sink", "kafka", "--kafka-format", "avro"]),
     "kafka-json": ("kafka", ["--sink", "kafka", "--kafka-format", "json"]),
+    "kafka-avro-zstd": ("kafka", ["--sink", "kafka", "--kafka-format", "avro",
+                                  "--kafka-option", "compression.type=zstd"]),
     "stdout-json": ("stdout", ["--sink", "stdout"]),
     "file-jsonl": ("file", ["--sink", "file", "--file-format", "jsonl"]),
 }
@@ -596,7 +609,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=60_000, help="events per throughput run")
     ap.add_argument("--rounds", type=int, default=3, help="throughput rounds of json+avro")
     ap.add_argument("--cpu-burst", type=int, default=3000, help="processes per CPU burst")
-    ap.add_argument("--cpu-rounds", type=int, default=3, help="rounds of the 4 CPU configs")
+    ap.add_argument("--cpu-rounds", type=int, default=3, help="rounds of the CPU configs")
     ap.add_argument("--only", default="latency,throughput,cpu",
                     help="comma-separated subset of latency,throughput,cpu")
     ap.add_argument("--out", type=Path, default=RESULTS / "kafka.json")
@@ -611,6 +624,7 @@ def main() -> None:
         "broker": "Apache Kafka 4.1.1, single node KRaft (tests/support/kafka_broker.py), "
                   f"pinned to core {BROKER_CORE}, 1 partition per topic",
         "command": "bench/kafka_bench.py " + " ".join(sys.argv[1:]),
+        "code": code_state(),
     }
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as d, \

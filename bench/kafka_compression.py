@@ -74,6 +74,7 @@ from kafka_bench import (  # noqa: E402
     BENCH_CORE,
     BROKER_CORE,
     broker_running,
+    code_state,
     create_topic,
     proc_cpu_s,
 )
@@ -328,6 +329,7 @@ def main() -> None:
                           "batches, as compressed by the producer; topic compression.type="
                           "producer) ÷ events",
         "command": "bench/kafka_compression.py " + " ".join(sys.argv[1:]),
+        "code": code_state(),
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "kernel": platform.release()},
         "broker": f"Apache Kafka 4.1.1 single node (KRaft), pinned to core {BROKER_CORE}; "
