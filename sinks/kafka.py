@@ -30,7 +30,7 @@ Producer defaults (any of them can be overridden with kafka.options):
   is a failure, so an outage shorter than that causes no duplicate. After
   it, re-sending a timed-out message may duplicate it (counted: `resent`).
 - compression.type = lz4: of the codecs measured (bench/kafka_compression.py,
-  figures in the README) the cheapest in CPU that still compresses 5-9x;
+  figures in the README) the cheapest in CPU that still compresses 9-13x;
   zstd stores about half the bytes in bursts for more CPU per event.
 - linger.ms = 5: each round ends with flush(), which sends at once, so
   linger only groups the produce() calls of one round.
