@@ -112,16 +112,15 @@ class SharedRecord(dict):  # type: ignore[type-arg]
     """A record that is built once and never changed afterwards (the process
     cache's Process records, shared by every event that shows them).
 
-    Encoders may keep their encoding of it on the object (the slots below),
-    so a parent shown by a thousand events is rendered once. A changed copy
-    must be a new object: `dict(record)` makes a plain dict, which encoders
-    never cache. A slot is unset until an encoder fills it: read it with
-    try/except AttributeError (slots, not a __dict__: no extra object per
-    record for the garbage collector to track)."""
+    Encoders may keep their encoding of it on the object (the attributes
+    below, None until an encoder sets them), so a parent shown by a thousand
+    events is rendered once. A changed copy must be a new object:
+    `dict(record)` makes a plain dict, which encoders never cache. (Class
+    defaults rather than __slots__: an unset slot can only be detected by
+    catching AttributeError, which costs more than the instance dict.)"""
 
-    __slots__ = ("avro_datum", "json_fragment")
-    json_fragment: Any  # set by collector.encode.json
-    avro_datum: bytes  # set by collector.encode.avro
+    json_fragment: Any = None  # set by collector.encode.json
+    avro_datum: bytes | None = None  # set by collector.encode.avro
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # copy.copy, copy.deepcopy and pickle give a plain dict: a copy may be

@@ -8,8 +8,10 @@ is always one valid JSON document.
 
 Speed: a Process record shared by many events (a SharedRecord, e.g. the
 parent of every command a shell runs) is rendered once: its JSON text is
-kept on it and spliced into each line as an orjson.Fragment. The bytes are
-the same as rendering it each time (tests/test_encode_json_fast.py).
+kept on it and spliced into each line as an orjson.Fragment. Which fields
+are timestamps and which hold records is read from the schema once, and
+json_ready is written out as straight-line code for that plan. The bytes
+are the same as json_record + orjson.dumps (tests/test_encode_json_fast.py).
 """
 
 from __future__ import annotations
@@ -83,45 +85,63 @@ def _render(record: dict[str, Any], leaves: tuple[str, ...]) -> dict[str, Any]:
 def _fragment(record: Any, leaves: tuple[str, ...]) -> Any:
     """What stands for a record in the line: its cached JSON for a SharedRecord."""
     if type(record) is SharedRecord:
-        try:
-            return record.json_fragment
-        except AttributeError:
+        frag = record.json_fragment
+        if frag is None:
             frag = record.json_fragment = _Fragment(orjson.dumps(_render(record, leaves)))
-            return frag
+        return frag
     if isinstance(record, dict):
         return _render(record, leaves)
     return record
 
 
+def _generated_json_ready() -> Any:
+    """json_ready's body written out for this schema's plan: one block per
+    timestamp or record field, no loops over the plan at run time."""
+    plan = _plan()
+    if plan is None:
+        return json_record
+    top, nested = plan
+    lines = ["def json_ready(event):", "    out = event.copy()"]
+    for name in top:
+        lines += [f"    v = out.get({name!r})",
+                  "    if isinstance(v, int):",
+                  f"        out[{name!r}] = rfc3339_ns(v)"]
+    scope: dict[str, Any] = {"rfc3339_ns": rfc3339_ns, "SharedRecord": SharedRecord,
+                             "_fragment": _fragment}
+    for i, (head, leaves) in enumerate(nested):
+        scope[f"leaves{i}"] = leaves
+        lines += [f"    v = out.get({head!r})",
+                  "    if v is not None:",
+                  "        cls = type(v)",
+                  "        if cls is SharedRecord:",  # the usual case: a parent rendered long ago
+                  "            f = v.json_fragment",
+                  f"            out[{head!r}] = f if f is not None else _fragment(v, leaves{i})",
+                  "        elif cls is list:",  # an array of records (ancestors)
+                  f"            out[{head!r}] = [_fragment(x, leaves{i}) if isinstance(x, dict)"
+                  " else x for x in v]",
+                  "        else:",
+                  f"            out[{head!r}] = _fragment(v, leaves{i})"]
+    lines.append("    return out")
+    exec(compile("\n".join(lines) + "\n", "<json plan from schemas/>", "exec"), scope)
+    return scope["json_ready"]
+
+
+_json_ready: Any = None
+
+
 def json_ready(event: dict[str, Any]) -> dict[str, Any]:
     """What orjson turns into the line: json_record's result, except that shared
     records may be orjson.Fragment (their JSON text). For orjson.dumps only."""
-    plan = _plan()
-    if plan is None:
-        return json_record(event)
-    top, nested = plan
-    out = event.copy()
-    for name in top:
-        value = out.get(name)
-        if isinstance(value, int):
-            out[name] = rfc3339_ns(value)
-    for head, leaves in nested:
-        inner = out.get(head)
-        if inner is None:
-            continue
-        cls = type(inner)
-        if cls is SharedRecord:  # the usual case, inline: a parent rendered long ago
-            try:
-                out[head] = inner.json_fragment
-            except AttributeError:
-                out[head] = _fragment(inner, leaves)
-        elif cls is list:  # an array of records (ancestors)
-            out[head] = [_fragment(x, leaves) if isinstance(x, dict) else x for x in inner]
-        else:
-            out[head] = _fragment(inner, leaves)
-    return out
+    global _json_ready
+    if _json_ready is None:
+        _json_ready = _generated_json_ready()
+    result: dict[str, Any] = _json_ready(event)
+    return result
 
 
 def encode_json_line(event: dict[str, Any]) -> bytes:
     """One event as a newline-terminated JSON line."""
-    return orjson.dumps(json_ready(event), option=_APPEND_NEWLINE)
+    global _json_ready
+    if _json_ready is None:
+        _json_ready = _generated_json_ready()
+    return orjson.dumps(_json_ready(event), option=_APPEND_NEWLINE)

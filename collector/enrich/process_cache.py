@@ -80,8 +80,7 @@ class CacheStats:
     namespace_misses: int = 0  # execs whose /proc/PID/ns was gone before we looked
 
 
-def signal_name(signo: int) -> str:
-    """SIGKILL, SIGRTMIN+3, ...; never fails for a number the kernel gives."""
+def _signal_name(signo: int) -> str:
     try:
         return _signal.Signals(signo).name
     except ValueError:
@@ -89,6 +88,15 @@ def signal_name(signo: int) -> str:
         if rtmin <= signo <= int(_signal.SIGRTMAX):
             return f"SIGRTMIN+{signo - rtmin}"
         return f"SIG{signo}"
+
+
+_SIGNAL_NAMES = {signo: _signal_name(signo) for signo in range(1, 128)}  # 7 bits of status
+
+
+def signal_name(signo: int) -> str:
+    """SIGKILL, SIGRTMIN+3, ...; never fails for a number the kernel gives."""
+    name = _SIGNAL_NAMES.get(signo)
+    return name if name is not None else _signal_name(signo)
 
 
 def _no_redaction(args: list[str]) -> list[str]:
@@ -201,7 +209,12 @@ class ProcessCache:
     def _lineage(self, parent: Entry | None) -> tuple[Record, ...]:
         if parent is None:
             return ()
-        return (self.process_of(parent), *parent.lineage[: self.ancestors])
+        process = parent.process
+        if process is None:
+            process = self.process_of(parent)
+        if not self.ancestors:
+            return (process,)
+        return (process, *parent.lineage[: self.ancestors])
 
     def process_of(self, entry: Entry) -> Record:
         """The entry's Process record. A fork's record is built on first use:
@@ -353,16 +366,19 @@ class ProcessCache:
 
     def on_fork(self, rec: ForkRecord) -> None:
         t = rec.task
-        parent = self._lookup(t.ppid)
+        parent = self._live.get(t.ppid)
         if parent is None:
-            return  # parent gone already; the child's exec/exit will look it up
-        entry = Entry(None, self._lineage(parent), t.start_ns, t.start_ns, cloned=True, forked=t)
-        self._put(t.pid, entry)
+            parent = self._lookup(t.ppid)
+            if parent is None:
+                return  # parent gone already; the child's exec/exit will look it up
+        self._put(t.pid, Entry(None, self._lineage(parent), t.start_ns, t.start_ns, True, False, t))
 
     def on_exec(self, rec: ExecRecord) -> Record:
         t = rec.task
         pid = t.pid
-        previous = self._current(pid, t.start_ns)
+        previous = self._live.get(pid)
+        if previous is not None and previous.start_ns != t.start_ns:
+            previous = self._current(pid, t.start_ns)  # coarse /proc start, or a reused pid
         if previous is None:
             lineage = self._lineage(self._lookup(t.ppid) if t.ppid > 0 else None)
         elif previous.cloned or rec.ktime_ns < previous.seen_ns:
@@ -404,7 +420,9 @@ class ProcessCache:
 
     def on_exit(self, rec: ExitRecord) -> Record:
         t = rec.task
-        entry = self._current(t.pid, t.start_ns)
+        entry = self._live.get(t.pid)
+        if entry is not None and entry.start_ns != t.start_ns:
+            entry = self._current(t.pid, t.start_ns)  # coarse /proc start, or a reused pid
         if entry is None:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)

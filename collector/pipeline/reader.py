@@ -92,6 +92,8 @@ class Reader:
     def handle(self, raws: list[bytes]) -> None:
         st = self.stats
         cache = self.cache
+        out = self.emit if self.stage is None else self._out  # no filter: one call less
+        on_exec, on_exit, on_fork = cache.on_exec, cache.on_exit, cache.on_fork
         for raw in raws:
             st.records += 1
             try:
@@ -102,10 +104,10 @@ class Reader:
                 continue
             if isinstance(rec, ExecRecord):
                 st.execs += 1
-                self._out(cache.on_exec(rec))
+                out(on_exec(rec))
             elif isinstance(rec, ExitRecord):
                 st.exits += 1
-                self._out(cache.on_exit(rec))
+                out(on_exit(rec))
             elif isinstance(rec, ForkRecord):
                 st.forks += 1
-                cache.on_fork(rec)
+                on_fork(rec)
