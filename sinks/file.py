@@ -196,6 +196,7 @@ class FileSink(Sink):
         self._block_writer = BLOCK_WRITERS.get(avro_codec) if fmt == "avro" else None
         self._header = b""
         self._sync: bytes | None = None
+        self.encode = encode_json_line if fmt == "jsonl" else avro_datum  # type: ignore[method-assign,assignment]
         # counters shown on the stats line
         self.rotations = 0
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
@@ -242,9 +243,11 @@ class FileSink(Sink):
         self._tidy()
 
     def encode(self, event: Event) -> bytes:
+        # one JSON line, or one Avro datum (write_batch frames a block of them);
+        # __init__ binds self.encode to the right one, a call less per event
         if self.format == "jsonl":
             return encode_json_line(event)
-        return avro_datum(event)  # one Avro datum; write_batch frames a block of them
+        return avro_datum(event)
 
     def write_batch(self, batch: Sequence[Any]) -> None:
         if not batch:

@@ -17,6 +17,7 @@ are the same as json_record + orjson.dumps (tests/test_encode_json_fast.py).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -94,12 +95,12 @@ def _fragment(record: Any, leaves: tuple[str, ...]) -> Any:
     return record
 
 
-def _generated_json_ready() -> Any:
+def _generated() -> tuple[Any, Any]:
     """json_ready's body written out for this schema's plan: one block per
     timestamp or record field, no loops over the plan at run time."""
     plan = _plan()
     if plan is None:
-        return json_record
+        return json_record, _slow_line
     top, nested = plan
     lines = ["def json_ready(event):", "    out = event.copy()"]
     for name in top:
@@ -107,7 +108,8 @@ def _generated_json_ready() -> Any:
                   "    if isinstance(v, int):",
                   f"        out[{name!r}] = rfc3339_ns(v)"]
     scope: dict[str, Any] = {"rfc3339_ns": rfc3339_ns, "SharedRecord": SharedRecord,
-                             "_fragment": _fragment}
+                             "_fragment": _fragment, "dumps": orjson.dumps,
+                             "APPEND_NEWLINE": _APPEND_NEWLINE}
     for i, (head, leaves) in enumerate(nested):
         scope[f"leaves{i}"] = leaves
         lines += [f"    v = out.get({head!r})",
@@ -122,26 +124,24 @@ def _generated_json_ready() -> Any:
                   "        else:",
                   f"            out[{head!r}] = _fragment(v, leaves{i})"]
     lines.append("    return out")
+    # the same body again, ending in the line itself (a call less per event)
+    body = lines[1:-1]
+    lines += ["def json_line(event):", *body, "    return dumps(out, option=APPEND_NEWLINE)"]
     exec(compile("\n".join(lines) + "\n", "<json plan from schemas/>", "exec"), scope)
-    return scope["json_ready"]
+    return scope["json_ready"], scope["json_line"]
 
 
-_json_ready: Any = None
+def _slow_line(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(json_record(event), option=_APPEND_NEWLINE)
 
 
-def json_ready(event: dict[str, Any]) -> dict[str, Any]:
-    """What orjson turns into the line: json_record's result, except that shared
-    records may be orjson.Fragment (their JSON text). For orjson.dumps only."""
-    global _json_ready
-    if _json_ready is None:
-        _json_ready = _generated_json_ready()
-    result: dict[str, Any] = _json_ready(event)
-    return result
+_JSON_READY, _JSON_LINE = _generated()
 
+#: json_ready(event): what orjson turns into the line: json_record's result,
+#: except that shared records may be orjson.Fragment (their JSON text); for
+#: orjson.dumps only.
+json_ready: Callable[[dict[str, Any]], dict[str, Any]] = _JSON_READY
 
-def encode_json_line(event: dict[str, Any]) -> bytes:
-    """One event as a newline-terminated JSON line."""
-    global _json_ready
-    if _json_ready is None:
-        _json_ready = _generated_json_ready()
-    return orjson.dumps(_json_ready(event), option=_APPEND_NEWLINE)
+#: encode_json_line(event): one event as a newline-terminated JSON line (the
+#: generated function itself: no wrapper call per event).
+encode_json_line: Callable[[dict[str, Any]], bytes] = _JSON_LINE

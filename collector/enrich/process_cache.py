@@ -103,6 +103,9 @@ def _no_redaction(args: list[str]) -> list[str]:
     return args
 
 
+_user_names = users._names  # the users cache itself (cleared in place, never rebound)
+
+
 class ProcessCache:
     """Builds ProcessEvent records from kernel facts; see the module docstring."""
 
@@ -392,21 +395,26 @@ class ProcessCache:
             namespaces = read_namespaces(pid)
             if namespaces is None:
                 self.stats.namespace_misses += 1
+        uid = rec.uid
+        user = _user_names.get(uid)  # users.user_name's hit, without the call
+        if user is None:
+            user = users.user_name(uid)
+        redact = self.redact
         process: Record = SharedRecord(
             exec_id=make_exec_id(self.node, rec.ktime_ns, pid),
             parent_exec_id=lineage[0]["exec_id"] if lineage else None,
             pid=pid,
             tid=t.tid,
             ppid=t.ppid,
-            uid=rec.uid,
+            uid=uid,
             euid=rec.euid,
             gid=rec.gid,
             egid=rec.egid,
             auid=rec.auid,
-            user=users.user_name(rec.uid),
+            user=user,
             comm=t.comm,
             binary=rec.binary,
-            args=self.redact(rec.args),
+            args=rec.args if redact is _no_redaction else redact(rec.args),
             args_truncated=rec.args_truncated,
             cwd=rec.cwd,
             start_time=self.clock.to_wall_ns(t.start_ns),
