@@ -105,10 +105,15 @@ class SinkWorker:
                     if st.failed is not None:
                         st.dropped["sink_failed"] += 1
                         return
-            self._queue.append(event)
+            queue = self._queue
+            queue.append(event)
             st.queued += 1
-            st.queue_depth = len(self._queue)
-            self._cond.notify_all()
+            st.queue_depth = depth = len(queue)
+            if depth == 1:
+                # only the worker waits for events, and only on an empty queue
+                # (a put() waiting for room is woken by the worker's take):
+                # notify_all is a Python-level call, skip it when nobody waits
+                self._cond.notify_all()
 
     def stop_blocking(self, deadline: float) -> None:
         """Stopping: a put() blocked on a full queue (policy block) waits until
