@@ -8,6 +8,8 @@ through the same code as the collector's reader and the file sink's worker:
 
 Measured per format (JSON lines; Avro OCF with deflate and with null):
 - `inline`: one thread does every stage, batches of 1000 (the floor);
+- `inline_fsync_never`: the same for JSON lines with file.fsync = never, to
+  show how much of the time is the fdatasync per batch (the default, batch);
 - `worker`: the reader loop puts into a SinkWorker whose thread encodes and
   writes, as `collector run` does, both threads pinned to the same core;
 - `stages`: µs per event of decode, decode+cache, and the encoder alone,
@@ -31,6 +33,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,16 +152,17 @@ def _feed(cache: ProcessCache, raws: list[bytes], emit: Callable[[dict[str, Any]
     return n
 
 
-def _sink(d: Path, fmt: str, codec: str) -> FileSink:
-    sink = FileSink(d / f"events.{fmt}", fmt=fmt, avro_codec=codec, max_bytes=0)
+def _sink(d: Path, fmt: str, codec: str, fsync: str = "batch") -> FileSink:
+    sink = FileSink(d / f"events.{fmt}", fmt=fmt, avro_codec=codec, max_bytes=0, fsync=fsync)
     sink.open()
     return sink
 
 
-def run_inline(raws: list[bytes], fmt: str, codec: str, batch: int = 1000) -> tuple[float, int]:
+def run_inline(raws: list[bytes], fmt: str, codec: str, batch: int = 1000,
+               fsync: str = "batch") -> tuple[float, int]:
     """One thread: decode → cache → encode → write_batch; (seconds, events)."""
     with tempfile.TemporaryDirectory() as d:
-        sink = _sink(Path(d), fmt, codec)
+        sink = _sink(Path(d), fmt, codec, fsync)
         cache = new_cache()
         pending: list[Any] = []
         encode = sink.encode
@@ -270,6 +274,19 @@ def profile(raws: list[bytes], fmt: str, codec: str, top: int = 15) -> list[dict
     return out
 
 
+def _code_state() -> str:
+    """The commit measured, and whether the tree had changes on top of it."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "collector", "sinks", "bench/pipeline_throughput.py"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -281,6 +298,7 @@ def main() -> None:
     raws = raw_records(args.events)
     inline: dict[str, list[float]] = {f"{f}/{c}": [] for f, c in FORMATS}
     worker: dict[str, list[float]] = {f"{f}/{c}": [] for f, c in FORMATS}
+    no_fsync: dict[str, list[float]] = {"jsonl/null": []}
     run_inline(raws[:20_000], "jsonl", "null")  # warm caches (users, imports)
     for r in range(args.rounds):
         for fmt, codec in FORMATS:
@@ -290,6 +308,9 @@ def main() -> None:
             worker[f"{fmt}/{codec}"].append(n / dt)
             print(f"round {r + 1} {fmt}/{codec}: inline {inline[f'{fmt}/{codec}'][-1]:,.0f}/s, "
                   f"worker {worker[f'{fmt}/{codec}'][-1]:,.0f}/s", flush=True)
+        dt, n = run_inline(raws, "jsonl", "null", fsync="never")
+        no_fsync["jsonl/null"].append(n / dt)
+        print(f"round {r + 1} jsonl/null fsync=never: inline {n / dt:,.0f}/s", flush=True)
 
     stage_us = stages(raws[: 3 * 30_000])
     prof_raws = raws[: args.profile_events * 3 // 2]
@@ -302,7 +323,9 @@ def main() -> None:
 
     result = {
         "what": "decode → ProcessCache → FileSink (encode + write_batch to a real file, fsync "
-                "per batch), one core (sched_setaffinity {0}), synthetic fork+exec+exit records",
+                "per batch), one core (sched_setaffinity {0}), synthetic fork+exec+exit records "
+                f"(5 commands under one shell, cgroup id {CGROUP_ID}: this host's own)",
+        "code": _code_state(),
         "events_per_run": args.events,
         "rounds": args.rounds,
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
@@ -310,17 +333,19 @@ def main() -> None:
         "aims_events_per_s": AIMS,
         "inline": summary(inline),
         "worker": summary(worker),
+        "inline_fsync_never": summary(no_fsync),
         "stage_us_per_event": stage_us,
         "profile_top15_by_tottime": profiles,
     }
-    for mode, runs in (("inline", inline), ("worker", worker)):
+    for mode, runs in (("inline", inline), ("worker", worker), ("inline_fsync_never", no_fsync)):
         for key, v in runs.items():
             aim = AIMS[key.split("/")[0]]
             result[mode][key]["ratio_to_aim"] = round(statistics.median(v) / aim, 3)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "pipeline_throughput.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("inline", "worker", "stage_us_per_event")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("inline", "worker", "inline_fsync_never",
+                                             "stage_us_per_event")}, indent=2))
     print(f"written to {out}")
 
 

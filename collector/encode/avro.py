@@ -13,14 +13,17 @@ the JSON encoder writes, timestamps as integer nanoseconds.
 
 Speed: fastavro writes one of our events in about 19 µs, mostly spent
 choosing union branches by validating the value against each one. `datum`
-instead runs a plan derived from the schema at import time (one small
-encoder per field: varints, length-prefixed UTF-8, ["null", T] unions
-decided by `is None`), and keeps the encoding of a SharedRecord (a Process
-record shown by many events) on the record itself. The bytes are the same:
-Avro's binary encoding has one form per value (tests/test_encode_avro_fast.py
-compares it with fastavro's). Anything the plan does not expect (a datetime,
-fastavro's tuple notation, a wrong type, a missing field) is handed to
-fastavro whole, so its conversions and its error messages are unchanged.
+instead runs encoder functions generated from the schema on first use (one
+per record type: straight-line code per field, varints, length-prefixed
+UTF-8, ["null", T] unions decided by `is None`), and keeps the encoding of a
+SharedRecord (a Process record shown by many events) on the record itself.
+The bytes are the same: Avro's binary encoding has one form per value
+(tests/test_encode_avro_fast.py compares it with fastavro's, and the file
+sink's blocks with fastavro's Writer). Anything the generated code does not
+expect (a datetime, fastavro's tuple notation, a wrong type, a missing
+field) is handed to fastavro whole, so its conversions and its errors are
+unchanged; a schema construct it does not know (a map, a fixed, a wider
+union) makes every datum fastavro's.
 """
 
 from __future__ import annotations
