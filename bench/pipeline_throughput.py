@@ -52,7 +52,7 @@ from collector.encode.json import encode_json_line, json_record  # noqa: E402
 from collector.enrich.containers import cgroup2_mount  # noqa: E402
 from collector.enrich.process_cache import ProcessCache  # noqa: E402
 from collector.pipeline.reader import Reader  # noqa: E402
-from collector.pipeline.worker import SinkWorker, tune_malloc  # noqa: E402
+from collector.pipeline.worker import SinkWorker  # noqa: E402
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, FORK_EVENT, HEADER, EventKind  # noqa: E402
 from sinks.file import FileSink  # noqa: E402
 
@@ -287,9 +287,6 @@ def main() -> None:
     ap.add_argument("--profile-events", type=int, default=60_000)
     args = ap.parse_args()
     os.sched_setaffinity(0, {0})  # taskset -c 0: every thread made from here on shares core 0
-    # as the collector's first SinkWorker does (inline mode makes none): glibc
-    # keeps freed batch memory instead of faulting it in again for every batch
-    tune_malloc()
 
     raws = raw_records(args.events)
     inline: dict[str, list[float]] = {f"{f}/{c}": [] for f, c in FORMATS}

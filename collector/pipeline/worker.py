@@ -9,24 +9,11 @@ Policies when the queue is full, or when a batch still fails after the
 retry limit: block (wait / keep retrying), drop-newest (refuse the new
 event), drop-oldest (evict the oldest queued event). Every dropped event is
 counted with its reason.
-
-Memory: a batch is up to a thousand encoded events of ~400-800 bytes, each
-its own allocation from the C heap (CPython's small-object allocator stops
-at 512 bytes). With glibc's defaults, freeing a written batch leaves more
-than 128 KiB free at the top of the heap, which glibc hands back to the
-kernel, and the next batch faults the same pages in again: about 1.5 µs per
-event on this pipeline, more than encoding a JSON line. tune_malloc(), done
-by each SinkWorker for its batch_bytes (1 MiB by default), raises glibc's
-trim threshold to 8 x batch_bytes (at least 8 MiB) and serves blocks up to
-2 x batch_bytes (at least 4 MiB) from the heap, so the memory a batch needs
-stays in the process; a MALLOC_*_ environment variable set by the user wins.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -49,50 +36,11 @@ from sinks.base import Event, PartialWriteError, Sink, TransientSinkError
 
 log = logging.getLogger("collector.pipeline")
 
-# glibc mallopt(3) parameters
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 << 20  # glibc refuses more (64-bit)
-_malloc_tuned_for = -1  # the batch_bytes the settings cover; -1: not tried, 0: left alone
-
-
-def malloc_settings(batch_bytes: int) -> tuple[int, int]:
-    """(mmap threshold, trim threshold) for batches of up to batch_bytes: blocks
-    the size of a joined batch come from the heap, and the heap keeps what a
-    batch needs at its peak (its items, the joined copy, the encoders' scratch)."""
-    return (min(_MMAP_THRESHOLD_MAX, max(4 << 20, 2 * batch_bytes)),
-            max(8 << 20, 8 * batch_bytes))
-
-
-def tune_malloc(batch_bytes: int = 1 << 20) -> bool:
-    """Keep freed batch memory in the process instead of returning it to the
-    kernel after every batch (see the module docstring). Done again only for
-    a larger batch_bytes; True if glibc took new settings."""
-    global _malloc_tuned_for
-    if _malloc_tuned_for == 0 or batch_bytes <= _malloc_tuned_for:
-        return False
-    if any(k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-                                     "MALLOC_TOP_PAD_")):
-        _malloc_tuned_for = 0
-        return False  # the user's own allocator settings
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        _malloc_tuned_for = 0
-        return False  # not glibc
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    mmap_threshold, trim_threshold = malloc_settings(batch_bytes)
-    _malloc_tuned_for = batch_bytes
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
-                and mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-
 
 class SinkWorker:
     """Drives one Sink; see the module docstring."""
 
     def __init__(self, sink: Sink, settings: dict[str, Any], on_fatal: Any = None) -> None:
-        tune_malloc(settings["batch_bytes"])
         self.sink = sink
         self.stats = SinkStats(sink.name)
         sink.count_dropped = self._count_dropped  # type: ignore[attr-defined]
