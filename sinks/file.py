@@ -88,7 +88,6 @@ _OCF_HEADER = fastavro.parse_schema({
         {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
     ]})
 _NO_BLOCK_LIMIT = 1 << 62  # the header writer's buffer is never cut into blocks
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 REOPEN_RETRY_S = 10.0  # after a failed SIGHUP reopen, try again this often (between batches)
 
 
@@ -259,22 +258,18 @@ class FileSink(Sink):
             except TransientSinkError as exc:
                 log.warning("%s", exc)
         fd = self._active_fd()
-        # JSON lines go out as they are, one writev(2) (no joined copy of the batch)
-        parts: Sequence[bytes] = batch if self.format == "jsonl" else [self._avro_block(batch)]
-        total = sum(map(len, parts))
+        data = b"".join(batch) if self.format == "jsonl" else self._avro_block(batch)
         size = os.fstat(fd).st_size
-        if self._should_rotate(size, total):
+        if self._should_rotate(size, len(data)):
             sync = self._sync_marker()
             self._rotate()
             fd = self._active_fd()
             size = os.fstat(fd).st_size
             if self._sync_marker() != sync:  # appending to a file with its own marker
-                parts = [self._avro_block(batch)]
-                total = len(parts[0])
+                data = self._avro_block(batch)
         if size == 0 and self._header:
-            parts = [self._header, *parts]  # the file was emptied under us (copytruncate)
-            total += len(self._header)
-        self._append(fd, size, parts, total)
+            data = self._header + data  # the file was emptied under us (copytruncate)
+        self._append(fd, size, data)
 
     def flush(self) -> None:
         if self._fd is not None and self._unsynced and self.fsync != "never":
@@ -449,7 +444,7 @@ class FileSink(Sink):
         self._new_block_writer(sync or self._sync_marker() or os.urandom(16))
         if os.fstat(fd).st_size == 0:
             try:  # so that a file with no events yet is a valid, empty container
-                self._append(fd, 0, [self._header], len(self._header))
+                self._append(fd, 0, self._header)
             except TransientSinkError:
                 pass  # e.g. ENOSPC: the header goes out with the first batch instead
         return fd
@@ -501,18 +496,13 @@ class FileSink(Sink):
         buf.write(self._sync)
         return buf.getvalue()
 
-    def _append(self, fd: int, good: int, parts: Sequence[bytes], total: int) -> None:
-        """All of parts (total bytes) at the end of the file, or the file as it was
-        and an error. One writev(2) when the kernel takes it all, as it does for a
-        regular file; a short write (or more parts than IOV_MAX) goes on with
-        os.write from where it stopped."""
+    def _append(self, fd: int, good: int, data: bytes) -> None:
+        """All of data at the end of the file, or the file as it was and an error."""
         try:
-            done = os.writev(fd, parts) if len(parts) <= _IOV_MAX else 0
-            if done < total:
-                view = memoryview(b"".join(parts))[done:]
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
             self._unsynced = True
             if self.fsync == "batch" or (
                     self.fsync == "interval"
