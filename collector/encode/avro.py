@@ -178,7 +178,9 @@ class _Plan:
             if t in ("int", "long"):  # bool, datetime, ...: fastavro's conversions
                 return [f"if type({x}) is not int:", "    raise _Slow",
                         f"if 0 <= {x} < 64:", f"    out.append({x} << 1)",
-                        "else:", f"    out += _varint({x})"]
+                        "else:",  # ids recur: zigzag_varint's memo, looked up here
+                        f"    c = _MEMO.get({x})",
+                        f"    out += c if c is not None else _varint({x})"]
             if t == "string":
                 return [f"if type({x}) is not str:", "    raise _Slow",
                         f"b = {x}.encode()", "n = len(b)",
@@ -242,8 +244,8 @@ def _plan() -> Encoder | None:
     except _Unsupported:
         return None  # a construct the plan lacks: fastavro encodes everything
     namespace: dict[str, Any] = {"SharedRecord": SharedRecord, "_Slow": _Slow,
-                                 "_varint": zigzag_varint, **plan.consts}
-    exec(compile(plan.source, "<avro plan from schemas/>", "exec"), namespace)
+                                 "_varint": zigzag_varint, "_MEMO": _MEMO, **plan.consts}
+    exec(compile(plan.source, "<avro plan from schemas>", "exec"), namespace)
     encoder: Encoder = namespace[plan.top]
     return encoder
 

@@ -131,7 +131,7 @@ def _generated() -> tuple[Any, Any]:
     # 700-byte line, 64 KiB for 5 KB), and a batch holds a thousand lines
     body = lines[1:-1]
     lines += ["def json_line(event):", *body, "    return dumps(out) + NL"]
-    exec(compile("\n".join(lines) + "\n", "<json plan from schemas/>", "exec"), scope)
+    exec(compile("\n".join(lines) + "\n", "<json plan from schemas>", "exec"), scope)
     return scope["json_ready"], scope["json_line"]
 
 
