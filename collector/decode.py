@@ -84,7 +84,7 @@ def _path(components: bytes) -> str:
 
 def _args(raw: bytes) -> list[str]:
     """argv as the kernel lays it out: NUL-separated, NUL-terminated (as
-    _decode_exec does it inline)."""
+    decode does it inline)."""
     if not raw:
         return []
     parts = raw.decode("utf-8", "backslashreplace").split("\0")
@@ -157,13 +157,48 @@ _ARGS_UNREADABLE = int(ExecFlags.ARGS_UNREADABLE)
 
 
 def decode(raw: bytes) -> Record:
-    """Decode one ring-buffer record."""
+    """Decode one ring-buffer record (the exec case inline: the most common, and
+    the one with the most work)."""
     n = len(raw)
     if n < _HEADER_SIZE:
         raise DecodeError(f"record of {n} bytes is shorter than its header")
     kind = _KIND(raw)[0]
     if kind == KIND_EXEC:
-        return _decode_exec(raw)
+        if n < _EXEC_SIZE:
+            raise DecodeError(f"record of {n} bytes, layout needs {_EXEC_SIZE}")
+        (_k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm, uid, euid, gid, egid, auid, flags,
+         binary_len, cwd_len, args_len, _args_total) = _EXEC_UNPACK(raw)
+        cwd_at = EXEC_DATA_OFFSET + binary_len
+        args_at = cwd_at + cwd_len
+        end = args_at + args_len
+        if n < end:
+            raise DecodeError(f"exec record of {n} bytes, its lengths need {end}")
+        marks = ["execve"]
+        if flags:
+            if flags & _ANY_TRUNCATED:
+                marks.append("truncated")
+            if flags & _ARGS_UNREADABLE:
+                marks.append("args_unreadable")
+        name = _comms.get(comm)
+        if name is None:
+            name = _memo_text(_comms, comm, _comm_text)
+        raw_binary = raw[EXEC_DATA_OFFSET:cwd_at]
+        binary = _paths.get(raw_binary)
+        if binary is None:
+            binary = _memo_text(_paths, raw_binary, _path_text)
+        raw_cwd = raw[cwd_at:args_at]
+        cwd = _paths.get(raw_cwd)
+        if cwd is None:
+            cwd = _memo_text(_paths, raw_cwd, _path_text)
+        if args_len:
+            args = raw[args_at:end].decode("utf-8", "backslashreplace").split("\0")
+            if args[-1] == "":
+                args.pop()
+        else:
+            args = []
+        return ExecRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name), uid, euid, gid, egid,
+                          None if auid == AUID_UNSET else auid, binary, cwd, args,
+                          bool(flags & _ARGS_TRUNCATED), marks)
     if kind == KIND_EXIT:
         if n < _EXIT_SIZE:
             raise DecodeError(f"record of {n} bytes, layout needs {_EXIT_SIZE}")
@@ -182,42 +217,3 @@ def decode(raw: bytes) -> Record:
         return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name))
     size = HEADER.unpack_from(raw)[1]
     raise DecodeError(f"unknown record kind {kind} (size {size})")
-
-
-def _decode_exec(raw: bytes) -> ExecRecord:
-    n = len(raw)
-    if n < _EXEC_SIZE:
-        raise DecodeError(f"record of {n} bytes, layout needs {_EXEC_SIZE}")
-    (_k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm, uid, euid, gid, egid, auid, flags,
-     binary_len, cwd_len, args_len, _args_total) = _EXEC_UNPACK(raw)
-    cwd_at = EXEC_DATA_OFFSET + binary_len
-    args_at = cwd_at + cwd_len
-    end = args_at + args_len
-    if n < end:
-        raise DecodeError(f"exec record of {n} bytes, its lengths need {end}")
-    marks = ["execve"]
-    if flags:
-        if flags & _ANY_TRUNCATED:
-            marks.append("truncated")
-        if flags & _ARGS_UNREADABLE:
-            marks.append("args_unreadable")
-    name = _comms.get(comm)
-    if name is None:
-        name = _memo_text(_comms, comm, _comm_text)
-    raw_binary = raw[EXEC_DATA_OFFSET:cwd_at]
-    binary = _paths.get(raw_binary)
-    if binary is None:
-        binary = _memo_text(_paths, raw_binary, _path_text)
-    raw_cwd = raw[cwd_at:args_at]
-    cwd = _paths.get(raw_cwd)
-    if cwd is None:
-        cwd = _memo_text(_paths, raw_cwd, _path_text)
-    if args_len:
-        args = raw[args_at:end].decode("utf-8", "backslashreplace").split("\0")
-        if args[-1] == "":
-            args.pop()
-    else:
-        args = []
-    return ExecRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name), uid, euid, gid, egid,
-                      None if auid == AUID_UNSET else auid, binary, cwd, args,
-                      bool(flags & _ARGS_TRUNCATED), marks)

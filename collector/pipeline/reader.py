@@ -94,8 +94,8 @@ class Reader:
         cache = self.cache
         out = self.emit if self.stage is None else self._out  # no filter: one call less
         on_exec, on_exit, on_fork = cache.on_exec, cache.on_exit, cache.on_fork
+        st.records += len(raws)  # taken from the ring buffer, all of them
         for raw in raws:
-            st.records += 1
             try:
                 rec = decode(raw)
             except DecodeError as exc:
