@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -125,3 +126,56 @@ def test_procfs_start_time_and_exit_link() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_processes_starting_around_the_scan_are_reported_once(tmp_path: Any) -> None:
+    """Processes started before, during and after the attach and the scan: the
+    kernel's records and the scan overlap, yet each image is reported once, and
+    each exit carries the exec_id of the one exec event reported for it."""
+    stop = time.monotonic() + 60
+    procs: list[subprocess.Popen[bytes]] = []
+    spawning = True
+
+    def spawn() -> None:
+        while spawning and time.monotonic() < stop:
+            procs.append(subprocess.Popen(["sleep", "0.3"]))
+            time.sleep(0.002)
+
+    spawner = threading.Thread(target=spawn)
+    spawner.start()
+    try:
+        time.sleep(0.5)
+        with CollectorProcess() as c:
+            wait_scanned(c)
+            time.sleep(0.5)
+            spawning = False
+            spawner.join()
+            pids = [p.pid for p in procs]
+            wait_for(lambda: all(c.of_pid(pid, "process_exit") for pid in pids[-20:]), timeout=30)
+            time.sleep(0.5)
+            assert c.stop() == 0, c.stderr
+    finally:
+        spawning = False
+        spawner.join()
+        for p in procs:
+            p.wait()
+    events = c.events()
+    by_pid: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        by_pid.setdefault(e["process"]["pid"], []).append(e)
+    seen = 0
+    for pid in pids:
+        mine = by_pid.get(pid, [])
+        execs = [e for e in mine if e["event_type"] == "process_exec"
+                 and e["process"]["binary"] == SLEEP]
+        exits = [e for e in mine if e["event_type"] == "process_exit"]
+        if not execs and not exits:
+            continue  # gone before the collector started
+        if not execs and exits[0]["process"]["binary"] == "":
+            continue  # exec'd before attach, exited before the scan read it: image unknown
+        seen += 1
+        assert len(execs) == 1, (pid, [(e["event_type"], e["process"]["flags"]) for e in mine])
+        assert len(exits) == 1, pid
+        assert exits[0]["process"]["exec_id"] == execs[0]["process"]["exec_id"]
+    flags = {f for e in events for f in e["process"]["flags"]}
+    assert seen > 100 and {"procfs", "execve"} <= flags

@@ -38,6 +38,7 @@ class ProcSnapshot:
     start_ns: int  # CLOCK_BOOTTIME, clock-tick precision
     seen_ns: int  # CLOCK_BOOTTIME just before /proc was read
     kernel_thread: bool
+    exited: bool  # a zombie, or exiting: its image (exe, cwd, argv) is gone already
     cgroups: list[tuple[str, str]]  # (controllers, path) per hierarchy; "" is cgroup v2
 
 
@@ -74,6 +75,7 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
     except (OSError, ValueError):
         auid = None
     kernel_thread = bool(flags & 0x00200000)  # PF_KTHREAD
+    exited = fields[0] in (b"Z", b"X") or bool(flags & 0x00000004)  # PF_EXITING
     try:
         binary = text(os.readlink(f"{base}/exe".encode()))
     except OSError:
@@ -101,6 +103,7 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
         start_ns=BootClock.boot_ns_from_ticks(start_ticks),
         seen_ns=seen_ns,
         kernel_thread=kernel_thread,
+        exited=exited,
         cgroups=proc_cgroups(pid) or [],
     )
 

@@ -6,13 +6,16 @@ after the scan, in order), on the reader thread (the cache has a single
 writer). Parents are entered before their children whatever the pid order
 (pids wrap), so every process found has its parent record and exec_id link.
 Kernel threads get the flag "kernel_thread". The collector itself is left
-out when the kernel ignores it.
+out when the kernel ignores it. A process that has already exited (a zombie
+not yet reaped) is seeded, so that its exit, if the kernel saw it, has its
+parent, but no exec is reported for it: /proc no longer shows its image.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from collector.decode import DecodeError, ExecRecord, ForkRecord, decode
 from collector.enrich.process_cache import ProcessCache
 from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
 
@@ -44,6 +47,27 @@ def startup_scan(cache: ProcessCache, node_events: bool, ktime_ns: int) -> list[
     cache.stats.scanned += len(snaps)
     for snap in _parents_first(snaps):
         entry = cache.entry_from_snapshot(snap)
-        if node_events:
+        if node_events and not snap.exited:
             events.append(cache.procfs_event(entry, ktime_ns))
     return events
+
+
+def reported_by_kernel(cache: ProcessCache, raws: list[bytes]) -> set[int]:
+    """Pids whose scan event would repeat what the kernel reports: forked after
+    the probes attached (their fork record is in the ring buffer, and their
+    exec, if any, too), or exec'd before /proc was read (the kernel's exec is
+    the image /proc showed). `raws` are the records queued since attach, read
+    after the scan, so every scanned process's fork record, if any, is there."""
+    pids: set[int] = set()
+    for raw in raws:
+        try:
+            rec = decode(raw)
+        except DecodeError:
+            continue  # counted when the reader handles it
+        if isinstance(rec, ForkRecord):
+            pids.add(rec.task.pid)
+        elif isinstance(rec, ExecRecord):
+            entry = cache.get(rec.task.pid)
+            if entry is not None and entry.coarse and rec.ktime_ns < entry.seen_ns:
+                pids.add(rec.task.pid)
+    return pids
