@@ -49,12 +49,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from collector.encode import avro
-from collector.encode.json import json_record
+from collector.encode.json import encode_json_line
 from collector.errors import UsageError
 from collector.schema import raw_schema
 from sinks.base import Event, PartialWriteError, Sink, TransientSinkError
@@ -413,7 +412,7 @@ class KafkaSink(Sink):
 
     def encode(self, event: Event) -> Record:
         if self.format == "json":
-            value = orjson.dumps(json_record(event))
+            value = encode_json_line(event)[:-1]  # the stdout line; an exact-size copy
         elif self.schema_id is not None:
             value = avro.confluent(event, self.schema_id)
         else:

@@ -63,7 +63,6 @@ class SinkWorker:
         self._dirty = False  # written since the last flush
         # A sink that wants flush() when idle (e.g. the file sink's fsync interval) says after how long.
         self._idle_flush_s: float | None = getattr(sink, "idle_flush_s", None)
-        self._extra_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
 
     # -- reader side ----------------------------------------------------------
@@ -231,7 +230,7 @@ class SinkWorker:
                 if batch:
                     self._deliver(batch)
                     self._dirty = True
-                    self._refresh_extra(force=False)
+                    self._refresh_extra()
                 elif self._dirty and not self._reopen.is_set():
                     self._flush()
                 if self._abandon.is_set():
@@ -253,7 +252,7 @@ class SinkWorker:
                 self.sink.close()
             except Exception as exc:
                 log.error("closing sink %s failed: %s", self.sink.name, exc)
-            self._refresh_extra(force=True)
+            self._refresh_extra()
 
     def _open_with_retries(self) -> bool:
         """Open a sink that could not be opened at start; False if it never will."""
@@ -282,12 +281,9 @@ class SinkWorker:
         except TransientSinkError as exc:
             log.error("sink %s: flush failed: %s", self.sink.name, exc)
 
-    def _refresh_extra(self, *, force: bool) -> None:
-        """Copy the sink's own integer counters (rotations, ...) for the stats line."""
-        now = time.monotonic()
-        if not force and now - self._extra_at < 1.0:
-            return
-        self._extra_at = now
+    def _refresh_extra(self) -> None:
+        """Copy the sink's own integer counters (rotations, acked, ...) for the stats
+        line, after every batch: a stale copy would show Kafka's acked= behind written=."""
         try:
             health = self.sink.health()
         except Exception:
