@@ -77,7 +77,7 @@ from confluent_kafka import (  # noqa: E402
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from pipeline_throughput import _feed, new_cache, raw_records  # noqa: E402
+from pipeline_throughput import _feed, feed_batched, new_cache, raw_records  # noqa: E402
 
 from collector.encode import avro  # noqa: E402
 from collector.pipeline.worker import SinkWorker  # noqa: E402
@@ -409,19 +409,8 @@ def run_inline(bootstrap: str, topic: str, fmt: str, raws: list[bytes], warm_eve
     try:
         warm(sink, warm_event)
         cache = new_cache()
-        pending: list[Any] = []
-        encode = sink.encode
-
-        def emit(event: dict[str, Any]) -> None:
-            pending.append(encode(event))
-            if len(pending) >= batch:
-                sink.write_batch(pending)
-                pending.clear()
-
         cpu0, t0 = time.process_time(), time.perf_counter()
-        n = _feed(cache, raws, emit)
-        if pending:
-            sink.write_batch(pending)
+        n = feed_batched(cache, raws, sink, batch)
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert sink.delivery.acked == n + 1, (sink.delivery.acked, n)
     finally:

@@ -54,6 +54,7 @@ from collector.enrich.process_cache import ProcessCache  # noqa: E402
 from collector.pipeline.reader import Reader  # noqa: E402
 from collector.pipeline.worker import SinkWorker  # noqa: E402
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, FORK_EVENT, HEADER, EventKind  # noqa: E402
+from sinks.base import Sink  # noqa: E402
 from sinks.file import FileSink  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -145,6 +146,24 @@ def _feed(cache: ProcessCache, raws: list[bytes], emit: Callable[[dict[str, Any]
     return reader.stats.execs + reader.stats.exits
 
 
+def feed_batched(cache: ProcessCache, raws: list[bytes], sink: Sink, batch: int = 1000) -> int:
+    """_feed into one sink on this thread: encode each event, write_batch every `batch`
+    events and the rest at the end; returns the events written."""
+    pending: list[Any] = []
+    encode = sink.encode
+
+    def emit(event: dict[str, Any]) -> None:
+        pending.append(encode(event))
+        if len(pending) >= batch:
+            sink.write_batch(pending)
+            pending.clear()
+
+    n = _feed(cache, raws, emit)
+    if pending:
+        sink.write_batch(pending)
+    return n
+
+
 def _sink(d: Path, fmt: str, codec: str, fsync: str = "batch") -> FileSink:
     sink = FileSink(d / f"events.{fmt}", fmt=fmt, avro_codec=codec, max_bytes=0, fsync=fsync)
     sink.open()
@@ -157,19 +176,8 @@ def run_inline(raws: list[bytes], fmt: str, codec: str, batch: int = 1000,
     with tempfile.TemporaryDirectory() as d:
         sink = _sink(Path(d), fmt, codec, fsync)
         cache = new_cache()
-        pending: list[Any] = []
-        encode = sink.encode
-
-        def emit(event: dict[str, Any]) -> None:
-            pending.append(encode(event))
-            if len(pending) >= batch:
-                sink.write_batch(pending)
-                pending.clear()
-
         t0 = time.perf_counter()
-        n = _feed(cache, raws, emit)
-        if pending:
-            sink.write_batch(pending)
+        n = feed_batched(cache, raws, sink, batch)
         sink.close()
         return time.perf_counter() - t0, n
 

@@ -367,9 +367,13 @@ class KafkaSink(Sink):
     def open(self) -> None:
         """Runs at start on the main thread (and again on the worker thread if it
         raised a TransientSinkError): keep it quick. An unreachable broker is not
-        an error here; the first delivery round reports it and waits."""
+        an error here: a probe thread says so at once (or that the broker refused
+        our credentials or certificate), even before any event, and delivery waits."""
         if self.registry_url and self.schema_id is None:
             self._register_schema()
+        if self.buffer is None and not self._probed:
+            self._probed = True
+            threading.Thread(target=self._probe_broker, name="kafka-probe", daemon=True).start()
         if self.buffer is not None and self._sender is None:
             if self.buffer.backlog_at_start:
                 log.warning("kafka: %d events left in the disk buffer %s by an earlier run are "
@@ -388,13 +392,18 @@ class KafkaSink(Sink):
         self.delivery.headers = self._headers()
 
     def _probe_broker(self) -> None:
-        """One metadata request, so that a broker that is down at start gets one
-        clear line at once (delivery itself simply waits for it)."""
-        self._probed = True
+        """One metadata request, so that a broker that is down, or refuses us, gets
+        one clear line at once (delivery itself simply waits for it). Its own
+        short-lived producer: polling the delivery producer from this thread would
+        run delivery callbacks here, beside the worker's."""
+        conf: dict[str, Any] = {**self.config, "enable.idempotence": "false",
+                                "error_cb": self.delivery._on_error,  # same lines, same dedup
+                                "logger": LibrdkafkaLogger(self.secrets)}
+        probe = Producer(conf)
         try:
-            meta = self.delivery.producer.list_topics(self.topic, timeout=5)
+            meta = probe.list_topics(self.topic, timeout=5)
         except KafkaException as exc:
-            self.delivery.producer.poll(0.5)  # serve error_cb: was it refused rather than down?
+            probe.poll(0.5)  # serve error_cb: was it refused rather than down?
             if self.delivery.refused():
                 return  # the authentication or TLS line said what to fix
             where = "disk buffer " + str(self.buffer.path) if self.buffer else "memory queue"
@@ -423,8 +432,6 @@ class KafkaSink(Sink):
         if self.buffer is not None:
             self._append_to_buffer(batch)
             return
-        if not self._probed:
-            self._probe_broker()
         out = self.delivery.send(batch, cancel=self._cancel)
         for reason, idx in out.drops.items():
             self._dropped(len(idx), reason, [batch[i] for i in idx])

@@ -96,13 +96,21 @@ def test_untrusted_certificate_is_one_clear_line(kafka: KafkaBroker, tmp_path: o
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=not-the-broker-ca", "-keyout", f"{tmp_path}/k.pem",
                     "-out", other_ca], check=True, capture_output=True)
-    with run_sasl(kafka, new_topic("badtls"), *sasl_flags(kafka, "PLAIN", ca=other_ca)) as col:
+    # No event needs to reach the sink for the refusal to be reported (the sink probes
+    # the broker at start): here every event is filtered out.
+    deny_all = f"{tmp_path}/deny-all.toml"
+    with open(deny_all, "w") as f:
+        f.write('[[filter.deny]]\nevent_type = "process_exec"\n'
+                '[[filter.deny]]\nevent_type = "process_exit"\n')
+    with run_sasl(kafka, new_topic("badtls"), "--config", deny_all,
+                  *sasl_flags(kafka, "PLAIN", ca=other_ca)) as col:
         wait_for(lambda: "TLS failed" in col.stderr, timeout=30)
         col.stop(timeout=120)
     tls = [s for s in col.stderr_lines if "TLS failed" in s]
     assert len(tls) == 1 and "certificate verify failed" in tls[0], tls
     assert tls[0].endswith("check ssl.ca.location and the broker's certificate")
     assert SASL_PASSWORD not in col.stderr
+    assert stat_value(col.stats_line(), "queued", "kafka") == 0
 
 
 def test_config_file_and_environment_carry_the_settings(kafka: KafkaBroker, tmp_path: object) -> None:
