@@ -54,6 +54,18 @@ def strict_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def acl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A broker with an authorizer: the PLAINTEXT listener (ANONYMOUS) is a super
+    user, the SASL_SSL user may do only what a test grants it."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-acl"), sasl_ssl=True, extra_config={
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:ANONYMOUS"})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
 def new_topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

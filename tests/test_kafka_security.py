@@ -10,10 +10,18 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from tests.helpers import COLLECTOR, CollectorProcess, stat_value, wait_for
 from tests.kafka_fixtures import Burst, new_topic, no_duplicates, read_topic
-from tests.support.kafka_broker import SASL_PASSWORD, KafkaBroker
+from tests.support.kafka_broker import SASL_PASSWORD, SASL_USERNAME, KafkaBroker
 from tests.test_kafka_delivery import decode_single_object
 
 pytestmark = pytest.mark.kafka
@@ -136,3 +144,44 @@ def test_config_file_and_environment_carry_the_settings(kafka: KafkaBroker, tmp_
     fail = [s for s in bad.stdout.splitlines() if s.startswith("FAIL kafka sink")]
     assert len(fail) == 1 and "not reachable" in fail[0], bad.stdout
     assert SASL_PASSWORD not in bad.stdout + bad.stderr
+
+
+def grant_write(broker: KafkaBroker, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # ANONYMOUS: a super user
+    futures = admin.create_acls([
+        AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                   f"User:{SASL_USERNAME}", "*", op, AclPermissionType.ALLOW)
+        for op in (AclOperation.WRITE, AclOperation.DESCRIBE)])
+    for f in futures.values():
+        f.result(timeout=30)
+
+
+def test_topic_not_authorized_is_counted_and_the_other_sinks_go_on(acl_kafka: KafkaBroker) -> None:
+    # The user may write to another topic (so its idempotent producer gets an id),
+    # not to this one.
+    topic, other = new_topic("denied"), new_topic("granted")
+    acl_kafka.create_topic(topic)
+    acl_kafka.create_topic(other)
+    grant_write(acl_kafka, other)
+    first, second = Burst(), Burst()
+    with run_sasl(acl_kafka, topic, *sasl_flags(acl_kafka, "SCRAM-SHA-256"),
+                  "--sink", "stdout") as col:
+        first.spawn(5)
+        wait_for(lambda: "not authorized" in col.stderr, timeout=30)
+        second.spawn(5)  # the sink is still there, and says the same of these
+        wait_for(lambda: second.complete(col.events()), timeout=30)
+        assert col.stop() == 0, col.stderr
+    line = col.stats_line()
+    assert "FAILED" not in line
+    queued = stat_value(line, "queued", "kafka")
+    assert stat_value(line, "written", "kafka") == 0
+    assert f"dropped=not_authorized:{queued} " in line and queued >= 20
+    drops = [s for s in col.stderr_lines if "kafka: dropped" in s]
+    assert drops and all(s.startswith("collector: ERROR kafka: dropped ") and s.endswith(
+        f"events: not authorized to write to topic '{topic}'; grant WRITE (and "
+        "IDEMPOTENT_WRITE) to the collector's principal") for s in drops), drops
+    assert sum(int(s.split()[4]) for s in drops) == queued  # each drop said once, all of them
+    assert SASL_PASSWORD not in col.stderr
+    # stdout, the other sink, got every event
+    first.assert_exactly_once(col.events())
+    second.assert_exactly_once(col.events())

@@ -123,8 +123,12 @@ def _prop_value(value: ConfigValue) -> str:
 
 
 def _new_cluster_id() -> str:
-    """Kafka cluster ids are a UUID in unpadded URL-safe base64 (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka cluster ids are a UUID in unpadded URL-safe base64 (22 chars). Not one
+    that starts with '-': kafka-storage would read it as an option (1 start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _metadata_broker_ids(host: str, port: int, timeout: float = 2.0) -> list[int]:
