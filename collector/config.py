@@ -332,7 +332,7 @@ def resolve(
                              f"given in the config file ([[{opt.key}]] tables)")
         if opt.kind == "table":
             values[opt.key] = {**values[opt.key], **parse_kafka_options(
-                env[opt.env].split(";"), f"environment variable {opt.env}")}
+                split_options(env[opt.env]), f"environment variable {opt.env}")}
         else:
             values[opt.key] = coerce(opt, env[opt.env], from_text=True)
     # the short names the CLI contract uses
@@ -343,7 +343,7 @@ def resolve(
                                          from_text=True)
     if "COLLECTOR_KAFKA_OPTION" in env:
         values["kafka.options"] = {**values["kafka.options"],
-                                   **parse_kafka_options(env["COLLECTOR_KAFKA_OPTION"].split(";"),
+                                   **parse_kafka_options(split_options(env["COLLECTOR_KAFKA_OPTION"]),
                                                        "environment variable COLLECTOR_KAFKA_OPTION")}
     for key, v in (flags or {}).items():
         if v is None:
@@ -358,16 +358,23 @@ def resolve(
     return cfg
 
 
+def split_options(value: str) -> list[str]:
+    """KEY=VALUE;KEY=VALUE from one environment variable; a ';' inside a value is
+    written '\\;'."""
+    return [part.replace("\\;", ";") for part in re.split(r"(?<!\\);", value)]
+
+
 def parse_kafka_options(items: list[str] | tuple[str, ...],
                         source: str = "--kafka-option") -> dict[str, str]:
     out: dict[str, str] = {}
-    for item in items:
+    for n, item in enumerate(items, 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"{source} '{item}': expected KEY=VALUE, e.g. "
-                             "compression.type=zstd")
+            # never the item's text: it may be (part of) a password with a typo in it
+            raise UsageError(f"{source}: item {n} is not KEY=VALUE (its text is not shown, "
+                             "it may hold a secret); e.g. compression.type=zstd")
         out[key.strip()] = value.strip()
     return out
 

@@ -41,7 +41,7 @@ def _comment(opt: Option) -> list[str]:
     if opt.kind == "tables":
         doc += ". Env: none (config file only)"
     elif opt.kind == "table":
-        doc += f". Env: {opt.env} (KEY=VALUE;KEY=VALUE)"
+        doc += f". Env: {opt.env} (KEY=VALUE;KEY=VALUE; a ; inside a value is written \\;)"
     else:
         doc += f". Env: {opt.env}"
     return ["# " + line for line in textwrap.wrap(doc, 86)]
