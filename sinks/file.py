@@ -295,14 +295,16 @@ class FileSink(Sink):
                 os.fdatasync(old)
             self._fd = None
             self._open_active()
-        except OSError as exc:
+        except (OSError, SinkError) as exc:
+            # e.g. the path is now a FIFO: keep writing where we were, retry later
             if self._fd is None:
                 self._fd = old
                 old = None
             self._reopen_pending = True
             self._reopen_retry_at = time.monotonic() + REOPEN_RETRY_S
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise TransientSinkError(f"file sink: reopening {self.path} failed: "
-                                     f"{exc.strerror}; still writing to the old file") from None
+                                     f"{why}; still writing to the old file") from None
         finally:
             if old is not None and old != self._fd:
                 os.close(old)

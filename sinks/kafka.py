@@ -274,6 +274,8 @@ class _Delivery:
                     rnd.waiting += 1
                     break
                 except BufferError:  # librdkafka's queue is full: wait, never drop
+                    if cancel is not None and cancel.is_set():
+                        break  # stays pending: counted by the caller, never sent
                     self.queue_full_waits += 1
                     self.producer.poll(0.1)
                 except KafkaException as exc:  # refused before sending, e.g. too large
@@ -396,12 +398,16 @@ class KafkaSink(Sink):
         one clear line at once (delivery itself simply waits for it). Its own
         short-lived producer: polling the delivery producer from this thread would
         run delivery callbacks here, beside the worker's."""
-        conf: dict[str, Any] = {**self.config, "enable.idempotence": "false",
+        conf: dict[str, Any] = {**self.config,
                                 "error_cb": self.delivery._on_error,  # same lines, same dedup
                                 "logger": LibrdkafkaLogger(self.secrets)}
-        probe = Producer(conf)
         try:
+            probe = Producer(conf)  # the settings the delivery producer was made with
             meta = probe.list_topics(self.topic, timeout=5)
+        except (ValueError, TypeError) as exc:  # not expected: the same settings made one
+            log.warning("kafka: could not probe the broker at start: %s",
+                        redact(_text(exc), self.secrets))
+            return
         except KafkaException as exc:
             probe.poll(0.5)  # serve error_cb: was it refused rather than down?
             if self.delivery.refused():
@@ -433,6 +439,10 @@ class KafkaSink(Sink):
             self._append_to_buffer(batch)
             return
         out = self.delivery.send(batch, cancel=self._cancel)
+        if self._cancel.is_set():
+            # given up on: those not yet sent must not be sent later by close()'s
+            # flush, or an event counted as not delivered would arrive after all
+            self.delivery.producer.purge(in_queue=True, in_flight=False)
         for reason, idx in out.drops.items():
             self._dropped(len(idx), reason, [batch[i] for i in idx])
         if out.retry:

@@ -456,6 +456,22 @@ def test_reopen_when_nothing_moved_carries_on_in_the_same_file(tmp_path: Path, f
     assert read_events_any(p) == (as_json(EVENTS[:20]) if fmt == "jsonl" else EVENTS[:20])
 
 
+def test_reopen_onto_something_not_a_file_keeps_writing_to_the_old_one(tmp_path: Path) -> None:
+    p = tmp_path / "events.jsonl"
+    sink = FileSink(p)
+    sink.open()
+    write(sink, EVENTS[:10])
+    moved = tmp_path / "events.jsonl.1"
+    p.rename(moved)
+    os.mkfifo(p)  # what a bad logrotate rule could leave at the path
+    with pytest.raises(TransientSinkError, match="is not a regular file; .*still writing to the "
+                       "old file"):
+        sink.reopen()
+    write(sink, EVENTS[10:20])  # the sink lives on, in the moved file
+    sink.close()
+    assert read_jsonl(moved) == as_json(EVENTS[:20])
+
+
 def read_events_any(p: Path) -> list[dict[str, Any]]:
     return read_avro_both(p) if p.suffix == ".avro" else read_jsonl(p)
 
