@@ -464,8 +464,8 @@ def test_reopen_onto_something_not_a_file_keeps_writing_to_the_old_one(tmp_path:
     moved = tmp_path / "events.jsonl.1"
     p.rename(moved)
     os.mkfifo(p)  # what a bad logrotate rule could leave at the path
-    with pytest.raises(TransientSinkError, match="is not a regular file; .*still writing to the "
-                       "old file"):
+    with pytest.raises(TransientSinkError, match=r"is not a regular file; .*still writing to the "
+                       r"old file"):
         sink.reopen()
     write(sink, EVENTS[10:20])  # the sink lives on, in the moved file
     sink.close()
