@@ -101,6 +101,10 @@ def variants() -> list[dict[str, Any]]:
     e["ancestors"] = []
     e["exit_code"], e["signal"], e["core_dumped"], e["duration_ns"] = None, "SIGRTMIN+2", True, 0
     out.append(e)
+    e = copy.deepcopy(base)  # Linux ids are unsigned 32-bit: beyond an Avro int
+    e["process"]["uid"], e["process"]["euid"] = 2**32 - 1, 3_000_000_000
+    e["parent"]["gid"], e["parent"]["auid"] = 3_000_000_000, 2**32 - 2
+    out.append(e)
     for value in (0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**62,
                   2**63 - 1, -(2**63)):
         e = copy.deepcopy(base)
@@ -156,6 +160,8 @@ def test_values_the_plan_leaves_to_fastavro() -> None:
     lambda e: e.__setitem__("time", 2**64),
     lambda e: e.__setitem__("time", dt.datetime(2026, 11, 25, tzinfo=dt.UTC)),
     lambda e: e["process"].__setitem__("args", ["ok", None]),
+    lambda e: e["parent"].__setitem__("pid", 2**31),  # an Avro int is 32 bits
+    lambda e: e["parent"].__setitem__("ppid", -(2**31) - 1),
 ])
 def test_an_event_that_does_not_fit_fails_as_fastavro_fails(change: Any) -> None:
     """Off the plan, fastavro decides: the same error, or the same bytes."""

@@ -424,3 +424,25 @@ def test_bad_file_settings_exit_2_naming_the_key(tmp_path: Path, env: dict[str, 
     line = one_line(run_cli(*args, env=env), 2)
     assert words in line
     assert not (tmp_path / "e.jsonl").exists()
+
+
+def test_ids_beyond_31_bits_reach_avro_files_intact(tmp_path: Path) -> None:
+    """Linux uids and gids are unsigned 32-bit: 3,000,000,000 is a valid uid (user
+    namespaces map such ranges). Its exec and exit reach an Avro file, readable
+    by both libraries, with the id as it is."""
+    path = tmp_path / "events.avro"
+    big = 3_000_000_000
+    with CollectorProcess("--sink", "file", "--file-path", str(path), "--file-format", "avro",
+                          "--no-procfs-events") as c:
+        c.wait_attached()
+        p = subprocess.Popen(["setpriv", f"--reuid={big}", f"--regid={big}", "--clear-groups",
+                              "/bin/true", "big-ids"])
+        assert p.wait() == 0
+        time.sleep(0.5)
+        line = stop_ok(c)
+    assert stat_value(line, "dropped", "file") == 0
+    mine = [e for e in read_events(path) if e["process"]["args"] == ["/bin/true", "big-ids"]]
+    assert [e["event_type"] for e in mine] == ["process_exec", "process_exit"]
+    for e in mine:
+        assert (e["process"]["uid"], e["process"]["euid"]) == (big, big)
+        assert (e["process"]["gid"], e["process"]["egid"]) == (big, big)

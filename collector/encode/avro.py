@@ -176,7 +176,10 @@ class _Plan:
                         f"elif {x} is False:", "    out.append(0)",
                         "else:", "    raise _Slow"]
             if t in ("int", "long"):  # bool, datetime, ...: fastavro's conversions
-                return [f"if type({x}) is not int:", "    raise _Slow",
+                # an int outside 32 bits is fastavro's to refuse (Avro readers reject it)
+                check = ([f"if not -2147483648 <= {x} <= 2147483647:", "    raise _Slow"]
+                         if t == "int" else [])
+                return [f"if type({x}) is not int:", "    raise _Slow", *check,
                         f"if 0 <= {x} < 64:", f"    out.append({x} << 1)",
                         "else:",  # ids recur: zigzag_varint's memo, looked up here
                         f"    c = _MEMO.get({x})",
