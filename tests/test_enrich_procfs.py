@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from collector.enrich.scan import without_repeats
 from tests.helpers import CollectorProcess, stat_value, wait_for
 
 SLEEP = os.path.realpath("/bin/sleep")
@@ -179,3 +180,20 @@ def test_processes_starting_around_the_scan_are_reported_once(tmp_path: Any) -> 
         assert exits[0]["process"]["exec_id"] == execs[0]["process"]["exec_id"]
     flags = {f for e in events for f in e["process"]["flags"]}
     assert seen > 100 and {"procfs", "execve"} <= flags
+
+
+def test_a_repeated_image_still_named_as_a_parent_is_kept() -> None:
+    """A shell that exec'd between attach and the scan: the kernel reports its new
+    image, but its child, found by the scan, names the scan's exec_id as parent,
+    so that event stays: a link always leads to an event."""
+    def ev(pid: int, exec_id: str, parent: str | None, ancestors: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
+        return {"process": {"pid": pid, "exec_id": exec_id, "parent_exec_id": parent},
+                "ancestors": [{"exec_id": a} for a in ancestors] or None}
+
+    init, shell, child = ev(1, "i", None), ev(10, "s", "i"), ev(11, "c", "s")
+    lone, late = ev(20, "l", "i"), ev(30, "t", "l", ancestors=("l", "i"))
+    assert without_repeats([init, shell, child], {10}) == [init, shell, child]
+    assert without_repeats([init, shell, lone], {10}) == [init, lone]
+    assert without_repeats([init, lone, late], {20}) == [init, lone, late]
+    assert without_repeats([init, lone, late], {20, 30}) == [init]

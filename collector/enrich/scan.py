@@ -71,3 +71,22 @@ def reported_by_kernel(cache: ProcessCache, raws: list[bytes]) -> set[int]:
             if entry is not None and entry.coarse and rec.ktime_ns < entry.seen_ns:
                 pids.add(rec.task.pid)
     return pids
+
+
+def without_repeats(events: list[dict[str, Any]], repeated: set[int]) -> list[dict[str, Any]]:
+    """The scan's events less those of `repeated` pids, except an event that
+    another kept one names as its parent or ancestor: a link to an exec_id
+    must always lead to an event (at worst, one image is told twice)."""
+    needed: set[str] = set()
+    kept: list[dict[str, Any]] = []
+    for event in reversed(events):  # parents come first: see their children first
+        process = event["process"]
+        if process["pid"] in repeated and process["exec_id"] not in needed:
+            continue
+        kept.append(event)
+        if process.get("parent_exec_id"):
+            needed.add(process["parent_exec_id"])
+        for ancestor in event.get("ancestors") or ():
+            needed.add(ancestor["exec_id"])
+    kept.reverse()
+    return kept

@@ -16,7 +16,7 @@ from typing import Any
 
 from collector.decode import DecodeError, ExecRecord, ExitRecord, ForkRecord, decode
 from collector.enrich.process_cache import ProcessCache
-from collector.enrich.scan import reported_by_kernel, startup_scan
+from collector.enrich.scan import reported_by_kernel, startup_scan, without_repeats
 from collector.filter import Stage
 from collector.pipeline.stats import ReaderStats
 from collector.probe import Probe
@@ -73,11 +73,11 @@ class Reader:
                 now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
                 events = startup_scan(self.cache, self.procfs_events, now)
                 raws = self.probe.read(0)  # since attach: may repeat some of the scan
-                skip = reported_by_kernel(self.cache, raws) if events else set()
+                if events:
+                    events = without_repeats(events, reported_by_kernel(self.cache, raws))
                 for event in events:
-                    if event["process"]["pid"] not in skip:
-                        self.stats.procfs += 1
-                        self._out(event)
+                    self.stats.procfs += 1
+                    self._out(event)
                 took_ms = (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - now) / 1e6
                 print(f"collector: start-up scan: {self.cache.stats.scanned} processes in "
                       f"{took_ms:.1f} ms",
