@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from collector.enrich.scan import without_repeats
@@ -197,3 +199,36 @@ def test_a_repeated_image_still_named_as_a_parent_is_kept() -> None:
     assert without_repeats([init, shell, lone], {10}) == [init, lone]
     assert without_repeats([init, lone, late], {20}) == [init, lone, late]
     assert without_repeats([init, lone, late], {20, 30}) == [init]
+
+
+LEADER_EXITS = """
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(30,)).start()
+time.sleep(0.1)
+ctypes.CDLL(None).pthread_exit(None)  # the main thread goes; the process lives on
+"""
+
+
+def leader_is_a_zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    threads = Path(f"/proc/{pid}/status").read_text().split("Threads:")[1].split()[0]
+    return stat.rsplit(")", 1)[1].split()[0] == "Z" and int(threads) > 1
+
+
+def test_a_process_whose_main_thread_exited_is_still_reported_whole() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_EXITS, "leader-exits"])
+    try:
+        wait_for(lambda: leader_is_a_zombie(proc.pid))
+        with CollectorProcess() as c:
+            [ex] = wait_for(lambda: procfs_events(c, proc.pid, "process_exec"))
+            proc.kill()
+            proc.wait()
+            [exit_] = wait_for(lambda: procfs_events(c, proc.pid, "process_exit"))
+            assert c.stop() == 0, c.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    p = ex["process"]
+    assert p["binary"] == os.path.realpath(sys.executable)
+    assert p["args"][-1] == "leader-exits" and p["cwd"] == os.getcwd()
+    assert exit_["process"]["exec_id"] == p["exec_id"] and exit_["signal"] == "SIGKILL"

@@ -64,9 +64,12 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
     flags = int(fields[6])
     start_ticks = int(fields[19])
     ids: dict[bytes, list[int]] = {}
+    threads = 1
     for line in status.splitlines():
         if line.startswith((b"Uid:", b"Gid:")):
             ids[line[:3]] = [int(x) for x in line.split()[1:]]
+        elif line.startswith(b"Threads:"):
+            threads = int(line.split()[1])
     uid, euid = ids.get(b"Uid", [0, 0])[:2]
     gid, egid = ids.get(b"Gid", [0, 0])[:2]
     try:
@@ -75,7 +78,12 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
     except (OSError, ValueError):
         auid = None
     kernel_thread = bool(flags & 0x00200000)  # PF_KTHREAD
-    exited = fields[0] in (b"Z", b"X") or bool(flags & 0x00000004)  # PF_EXITING
+    leader_gone = fields[0] in (b"Z", b"X") or bool(flags & 0x00000004)  # PF_EXITING
+    # A main thread that called pthread_exit is a zombie while the others run on:
+    # the process is alive, and its image is read through one of them.
+    exited = leader_gone and threads <= 1
+    if leader_gone and not exited:
+        base, cmdline = _live_task(base, pid, cmdline)
     try:
         binary = text(os.readlink(f"{base}/exe".encode()))
     except OSError:
@@ -106,6 +114,22 @@ def read_snapshot(pid: int, proc: str = "/proc") -> ProcSnapshot | None:
         exited=exited,
         cgroups=proc_cgroups(pid) or [],
     )
+
+
+def _live_task(base: str, pid: int, cmdline: bytes) -> tuple[str, bytes]:
+    """The /proc directory of a thread of pid other than its (exited) main thread,
+    and its cmdline: what exe, cwd and argv are read through."""
+    try:
+        tids = [t for t in os.listdir(f"{base}/task") if t != str(pid)]
+    except OSError:
+        return base, cmdline
+    for tid in tids:
+        task = f"{base}/task/{tid}"
+        try:
+            return task, _read(f"{task}/cmdline")
+        except OSError:
+            continue
+    return base, cmdline
 
 
 def list_pids(proc: str = "/proc") -> list[int]:
