@@ -145,7 +145,7 @@ def proc_cpu_s(pid: int) -> float:
 def synthetic_events(n_events: int) -> list[dict[str, Any]]:
     """Events as the reader makes them: raw kernel-layout records → decode → cache."""
     events: list[dict[str, Any]] = []
-    _feed(new_cache(), raw_records(n_events), events.append)
+    _feed(new_cache(), raw_records(n_events), events.extend)
     return events
 
 
@@ -431,7 +431,7 @@ def run_worker(bootstrap: str, topic: str, fmt: str, raws: list[bytes],
             time.sleep(0.01)
         cache = new_cache()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        n = _feed(cache, raws, w.put)
+        n = _feed(cache, raws, w.put_many)
         ok, drained = w.drain(600), True
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         st = w.stats

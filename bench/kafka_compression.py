@@ -172,7 +172,7 @@ def corpus(n_events: int) -> tuple[list[dict[str, Any]], int]:
         raws.append(_exec(pid, SHELL_PID, t + 1000, t, binary, argv, cwd, comm))
         raws.append(_exit(pid, SHELL_PID, t + 5000 + i % 977, t, (i % 3) << 8, comm))
     events: list[dict[str, Any]] = []
-    _feed(new_cache(), raws, events.append)
+    _feed(new_cache(), raws, events.extend)
     return events[1:], len(cmds)  # the shell's own exec left out
 
 

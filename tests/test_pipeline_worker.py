@@ -214,6 +214,37 @@ def test_drop_newest_refuses_new_events() -> None:
     assert w.stats.queued == 5
 
 
+@pytest.mark.parametrize("policy, kept, queued", [
+    ("drop-newest", [0, 1, 2, 3, 4], 5),
+    ("drop-oldest", [7, 8, 9, 10, 11], 12),
+])
+def test_put_many_applies_the_policy_to_each_event_that_does_not_fit(
+        policy: str, kept: list[int], queued: int) -> None:
+    """A poll's events go in under one lock as far as there is room; the rest
+    meet the policy one by one, exactly as put() would (see the put() tests)."""
+    sink = RecordingSink()
+    w = SinkWorker(sink, settings(when_full=policy, queue_events=5))
+    w.put_many([ev(i) for i in range(3)])
+    w.put_many([ev(i) for i in range(3, 7)])  # 2 fit, 2 meet the policy
+    w.put_many([ev(i) for i in range(7, 12)])  # no room: all 5 meet it
+    w.start()
+    assert w.drain(5.0)
+    assert sink.numbers() == kept
+    assert w.stats.dropped == {"queue_full": 7}
+    assert w.stats.queued == queued
+
+
+def test_put_many_with_block_waits_and_keeps_order() -> None:
+    sink = RecordingSink()
+    w = SinkWorker(sink, settings(queue_events=50, batch_events=7))
+    w.start()
+    for start in range(0, 1000, 200):  # polls far larger than the queue
+        w.put_many([ev(i) for i in range(start, start + 200)])
+    assert w.drain(10.0)
+    assert sink.numbers() == list(range(1000))
+    assert w.stats.queued == w.stats.written == 1000 and not w.stats.dropped
+
+
 def test_fatal_error_stops_only_that_sink() -> None:
     fatal: list[str] = []
     bad = RecordingSink("bad", fail_times=-1, error=SinkError("permission denied: fix it"))

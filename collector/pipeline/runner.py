@@ -85,9 +85,9 @@ class Collector:
             procfs_events=cfg["enrich.procfs_events"],
         )
 
-    def _fan_out(self, event: dict[str, Any]) -> None:
+    def _fan_out(self, events: list[dict[str, Any]]) -> None:
         for w in self.workers:
-            w.put(event)
+            w.put_many(events)
 
     def _on_fatal(self, worker: SinkWorker, why: str) -> None:
         if isinstance(why, str) and worker.sink.name == "stdout" and "closed by its reader" in why:

@@ -81,6 +81,27 @@ class SinkWorker:
             log.warning("sink %s: cannot open yet (%s); retrying", self.sink.name, exc)
         self._thread.start()
 
+    def put_many(self, events: list[Event]) -> None:
+        """Queue the events of one poll under one lock, as many as there is room for;
+        the rest one by one, so the backpressure policy applies to each of them
+        exactly as put() does."""
+        st = self.stats
+        rest = events
+        with self._cond:
+            queue = self._queue
+            room = self.queue_events - len(queue)
+            if st.failed is None and room > 0:
+                fits = events if len(events) <= room else events[:room]
+                rest = events[len(fits):]
+                was_empty = not queue
+                queue.extend(fits)
+                st.queued += len(fits)
+                st.queue_depth = len(queue)
+                if was_empty:  # only the worker waits for events, on an empty queue
+                    self._cond.notify_all()
+        for event in rest:
+            self.put(event)
+
     def put(self, event: Event) -> None:
         """Queue one event, applying the backpressure policy when full."""
         st = self.stats
