@@ -156,6 +156,23 @@ def test_signals_stop_cleanly(sig: int) -> None:
         assert c.stats_line()
 
 
+def test_stops_whenever_the_signals_come() -> None:
+    """Signals that land while the main thread is inside a lock (a handler that
+    took the same lock deadlocked the stop): a storm of SIGHUP and repeated
+    SIGTERM, then the collector must still stop, cleanly and soon."""
+    for _ in range(3):
+        with CollectorProcess() as c:
+            c.wait_attached()
+            for i in range(400):
+                c.proc.send_signal(signal.SIGHUP)
+                if i % 50 == 49:
+                    time.sleep(0.01)
+            for _ in range(20):
+                c.proc.send_signal(signal.SIGTERM)
+            assert c.wait(15) == 0, c.stderr
+            assert "Traceback" not in c.stderr
+
+
 def test_closed_pipe_ends_quietly() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
     res = subprocess.run(f"{COLLECTOR} run | head -n 1", shell=True, capture_output=True,

@@ -65,7 +65,9 @@ class Collector:
 
     def __init__(self, cfg: Config, sinks: list[Sink] | None = None, probe: Probe | None = None) -> None:
         self.cfg = cfg
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # set by other threads (a sink that failed)
+        self._signalled: int | None = None  # SIGINT/SIGTERM seen (set by the handler)
+        self._hup = False  # SIGHUP seen, reopen not yet requested
         self.quiet_stop = False
         self.sinks = sinks if sinks is not None else build_sinks(cfg)
         self.workers = [
@@ -103,12 +105,15 @@ class Collector:
         return summary_line(self.reader.stats, [w.stats for w in self.workers], extra)
 
     def _install_signals(self) -> None:
+        # The handlers take no lock: Python runs them in the main thread between two
+        # bytecodes, possibly while that thread holds the very lock (stop_event.wait
+        # inside its Condition): Event.set() here deadlocked the stop. They set plain
+        # flags, which the main loop reads at least every 0.2 s.
         def on_stop(signo: int, _frame: Any) -> None:
-            self.stop_event.set()
+            self._signalled = signo
 
         def on_hup(signo: int, _frame: Any) -> None:
-            for w in self.workers:
-                w.request_reopen()
+            self._hup = True
 
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGTERM, on_stop)
@@ -135,14 +140,18 @@ class Collector:
         interval = self.cfg["stats_interval"]
         next_stats = time.monotonic() + interval if interval else None
         end = attached + duration if duration else None
-        while not self.stop_event.is_set():
-            timeout = 0.5
+        while not self.stop_event.is_set() and self._signalled is None:
+            timeout = 0.2
             now = time.monotonic()
             if end is not None:
                 timeout = min(timeout, max(0.0, end - now))
             if next_stats is not None:
                 timeout = min(timeout, max(0.0, next_stats - now))
             self.stop_event.wait(timeout)
+            if self._hup:
+                self._hup = False
+                for w in self.workers:
+                    w.request_reopen()
             now = time.monotonic()
             if end is not None and now >= end:
                 break
