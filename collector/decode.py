@@ -72,7 +72,7 @@ _comms: dict[bytes, str] = {}
 _paths: dict[bytes, str] = {}
 
 
-def _comm(raw: bytes) -> str:  # _comm, _path: as decode() does them inline
+def _comm(raw: bytes) -> str:
     found = _comms.get(raw)
     return found if found is not None else _memo_text(_comms, raw, _comm_text)
 
@@ -83,8 +83,7 @@ def _path(components: bytes) -> str:
 
 
 def _args(raw: bytes) -> list[str]:
-    """argv as the kernel lays it out: NUL-separated, NUL-terminated (as
-    decode does it inline)."""
+    """argv as the kernel lays it out: NUL-separated, NUL-terminated."""
     if not raw:
         return []
     parts = raw.decode("utf-8", "backslashreplace").split("\0")
@@ -179,41 +178,20 @@ def decode(raw: bytes) -> Record:
                 marks.append("truncated")
             if flags & _ARGS_UNREADABLE:
                 marks.append("args_unreadable")
-        name = _comms.get(comm)
-        if name is None:
-            name = _memo_text(_comms, comm, _comm_text)
-        raw_binary = raw[EXEC_DATA_OFFSET:cwd_at]
-        binary = _paths.get(raw_binary)
-        if binary is None:
-            binary = _memo_text(_paths, raw_binary, _path_text)
-        raw_cwd = raw[cwd_at:args_at]
-        cwd = _paths.get(raw_cwd)
-        if cwd is None:
-            cwd = _memo_text(_paths, raw_cwd, _path_text)
-        if args_len:
-            args = raw[args_at:end].decode("utf-8", "backslashreplace").split("\0")
-            if args[-1] == "":
-                args.pop()
-        else:
-            args = []
-        return ExecRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name), uid, euid, gid, egid,
-                          None if auid == AUID_UNSET else auid, binary, cwd, args,
+        args = _args(raw[args_at:end])
+        return ExecRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)), uid, euid,
+                          gid, egid, None if auid == AUID_UNSET else auid,
+                          _path(raw[EXEC_DATA_OFFSET:cwd_at]), _path(raw[cwd_at:args_at]), args,
                           bool(flags & _ARGS_TRUNCATED), marks)
     if kind == KIND_EXIT:
         if n < _EXIT_SIZE:
             raise DecodeError(f"record of {n} bytes, layout needs {_EXIT_SIZE}")
         _k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm, status, _ = _EXIT_UNPACK(raw)
-        name = _comms.get(comm)
-        if name is None:
-            name = _memo_text(_comms, comm, _comm_text)
-        return ExitRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name), status)
+        return ExitRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)), status)
     if kind == KIND_FORK:
         if n < _FORK_SIZE:
             raise DecodeError(f"record of {n} bytes, layout needs {_FORK_SIZE}")
         _k, _s, ktime, pid, tid, ppid, _p, start, cgroup, comm = _FORK_UNPACK(raw)
-        name = _comms.get(comm)
-        if name is None:
-            name = _memo_text(_comms, comm, _comm_text)
-        return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, name))
+        return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)))
     size = HEADER.unpack_from(raw)[1]
     raise DecodeError(f"unknown record kind {kind} (size {size})")

@@ -196,7 +196,7 @@ class FileSink(Sink):
         self._block_writer = BLOCK_WRITERS.get(avro_codec) if fmt == "avro" else None
         self._header = b""
         self._sync: bytes | None = None
-        self.encode = encode_json_line if fmt == "jsonl" else avro_datum  # type: ignore[method-assign,assignment]
+        self.encode = encode_json_line if fmt == "jsonl" else avro_datum  # type: ignore[method-assign]
         # counters shown on the stats line
         self.rotations = 0
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file

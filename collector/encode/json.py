@@ -9,15 +9,13 @@ is always one valid JSON document.
 Speed: a Process record shared by many events (a SharedRecord, e.g. the
 parent of every command a shell runs) is rendered once: its JSON text is
 kept on it and spliced into each line as an orjson.Fragment. Which fields
-are timestamps and which hold records is read from the schema once, and
-json_ready is written out as straight-line code for that plan. The bytes
-are the same as json_record + orjson.dumps (tests/test_encode_json_fast.py).
+are timestamps and which hold records is read from the schema once. The
+bytes are the same as json_record + orjson.dumps (tests/test_encode_json_fast.py).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -97,55 +95,34 @@ def _fragment(record: Any, leaves: tuple[str, ...]) -> Any:
     return record
 
 
-def _generated() -> tuple[Any, Any]:
-    """json_ready's body written out for this schema's plan: one block per
-    timestamp or record field, no loops over the plan at run time."""
-    plan = _plan()
-    if plan is None:
-        return json_record, _slow_line
-    top, nested = plan
-    lines = ["def json_ready(event):", "    out = event.copy()"]
+_PLAN = _plan()
+
+
+def json_ready(event: dict[str, Any]) -> dict[str, Any]:
+    """What orjson turns into the line: json_record's result, except that shared
+    records may be orjson.Fragment (their JSON text); for orjson.dumps only."""
+    if _PLAN is None:
+        return json_record(event)
+    top, nested = _PLAN
+    out = event.copy()
     for name in top:
-        lines += [f"    v = out.get({name!r})",
-                  "    if isinstance(v, int):",
-                  f"        out[{name!r}] = rfc3339_ns(v)"]
-    scope: dict[str, Any] = {"rfc3339_ns": rfc3339_ns, "SharedRecord": SharedRecord,
-                             "_fragment": _fragment, "dumps": orjson.dumps, "NL": b"\n"}
-    for i, (head, leaves) in enumerate(nested):
-        scope[f"leaves{i}"] = leaves
-        lines += [f"    v = out.get({head!r})",
-                  "    if v is not None:",
-                  "        cls = type(v)",
-                  "        if cls is SharedRecord:",  # the usual case: a parent rendered long ago
-                  "            f = v.json_fragment",
-                  f"            out[{head!r}] = f if f is not None else _fragment(v, leaves{i})",
-                  "        elif cls is list:",  # an array of records (ancestors)
-                  f"            out[{head!r}] = [_fragment(x, leaves{i}) if isinstance(x, dict)"
-                  " else x for x in v]",
-                  "        else:",
-                  f"            out[{head!r}] = _fragment(v, leaves{i})"]
-    lines.append("    return out")
-    # the same body again, ending in the line itself (a call less per event).
-    # `+ NL`, not OPT_APPEND_NEWLINE: the concatenation is an exact-size copy,
-    # while orjson's own result keeps its whole output buffer (8 KiB for a
-    # 700-byte line, 64 KiB for 5 KB), and a batch holds a thousand lines
-    body = lines[1:-1]
-    lines += ["def json_line(event):", *body, "    return dumps(out) + NL"]
-    exec(compile("\n".join(lines) + "\n", "<json plan from schemas>", "exec"), scope)
-    return scope["json_ready"], scope["json_line"]
+        v = out.get(name)
+        if isinstance(v, int):
+            out[name] = rfc3339_ns(v)
+    for head, leaves in nested:
+        v = out.get(head)
+        if v is None:
+            continue
+        if type(v) is list:  # an array of records (ancestors)
+            out[head] = [_fragment(x, leaves) if isinstance(x, dict) else x for x in v]
+        else:
+            out[head] = _fragment(v, leaves)
+    return out
 
 
-def _slow_line(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(json_record(event)) + b"\n"
-
-
-_JSON_READY, _JSON_LINE = _generated()
-
-#: json_ready(event): what orjson turns into the line: json_record's result,
-#: except that shared records may be orjson.Fragment (their JSON text); for
-#: orjson.dumps only.
-json_ready: Callable[[dict[str, Any]], dict[str, Any]] = _JSON_READY
-
-#: encode_json_line(event): one event as a newline-terminated JSON line (the
-#: generated function itself: no wrapper call per event).
-encode_json_line: Callable[[dict[str, Any]], bytes] = _JSON_LINE
+def encode_json_line(event: dict[str, Any]) -> bytes:
+    """One event as a newline-terminated JSON line. `+ b"\n"`, not
+    OPT_APPEND_NEWLINE: the concatenation is an exact-size copy, while orjson's
+    own result keeps its whole output buffer (8 KiB for a 700-byte line), and a
+    batch holds a thousand lines."""
+    return orjson.dumps(json_ready(event)) + b"\n"
