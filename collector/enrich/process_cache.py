@@ -103,9 +103,6 @@ def _no_redaction(args: list[str]) -> list[str]:
     return args
 
 
-_user_names = users._names  # the users cache itself (cleared in place, never rebound)
-
-
 class ProcessCache:
     """Builds ProcessEvent records from kernel facts; see the module docstring."""
 
@@ -396,9 +393,7 @@ class ProcessCache:
             if namespaces is None:
                 self.stats.namespace_misses += 1
         uid = rec.uid
-        user = _user_names.get(uid)  # users.user_name's hit, without the call
-        if user is None:
-            user = users.user_name(uid)
+        user = users.user_name(uid)
         redact = self.redact
         process: Record = SharedRecord(
             exec_id=make_exec_id(self.node, rec.ktime_ns, pid),
