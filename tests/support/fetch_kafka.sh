@@ -5,7 +5,7 @@
 # a downloaded tarball (only package registries are reachable here).
 #
 # Usage: tests/support/fetch_kafka.sh [CACHE_DIR]
-#   CACHE_DIR defaults to <repo>/.cache/kafka.
+#   CACHE_DIR defaults to $KAFKA_CACHE_DIR, else <cache root>/kafka (tests/support/cache_dir.sh).
 #
 # Environment:
 #   KAFKA_VERSION            Kafka version to fetch (default 4.1.1).
@@ -17,8 +17,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo_root="$(cd "$here/../.." && pwd)"
-cache_dir="${1:-$repo_root/.cache/kafka}"
+
+source "$here/cache_dir.sh"
+cache_dir="${1:-${KAFKA_CACHE_DIR:-$collector_cache_root/kafka}}"
 kafka_version="${KAFKA_VERSION:-4.1.1}"
 # Kafka 4.x uses log4j2; SLF4J 1.7 (what Kafka pulls in) needs this binding.
 log4j_version="2.24.3"

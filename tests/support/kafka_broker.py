@@ -38,8 +38,10 @@ from typing import IO
 
 if __package__:
     from . import tls
+    from .cache import cache_dir
 else:  # run as a script: this file's directory is on sys.path
     import tls  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from cache import cache_dir  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 __all__ = [
     "SASL_PASSWORD",
@@ -75,9 +77,9 @@ class KafkaBrokerError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """Where the Kafka jars are cached: $KAFKA_CACHE_DIR or <repo>/.cache/kafka."""
+    """Where the Kafka jars are cached: $KAFKA_CACHE_DIR or the download cache's ``kafka``."""
     env = os.environ.get("KAFKA_CACHE_DIR")
-    return Path(env) if env else REPO_ROOT / ".cache" / "kafka"
+    return Path(env) if env else cache_dir("kafka")
 
 
 def fetch_kafka(cache_dir: Path | str | None = None) -> Path:
