@@ -392,7 +392,8 @@ def latency(broker: KafkaBroker, args: argparse.Namespace) -> dict[str, Any]:
 # -- 2. throughput on one core ------------------------------------------------------------
 
 def new_sink(bootstrap: str, topic: str, fmt: str, options: dict[str, str] | None = None) -> KafkaSink:
-    sink = KafkaSink(bootstrap=bootstrap, topic=topic, fmt=fmt, options=options or {})
+    sink = KafkaSink({"bootstrap": bootstrap, "topic": topic, "format": fmt,
+                      "options": options or {}})
     sink.open()
     return sink
 
@@ -420,7 +421,7 @@ def run_inline(bootstrap: str, topic: str, fmt: str, raws: list[bytes], warm_eve
 
 def run_worker(bootstrap: str, topic: str, fmt: str, raws: list[bytes],
                warm_event: dict[str, Any]) -> dict[str, float]:
-    sink = KafkaSink(bootstrap=bootstrap, topic=topic, fmt=fmt)
+    sink = KafkaSink({"bootstrap": bootstrap, "topic": topic, "format": fmt})
     w = SinkWorker(sink, KAFKA_WORKER_SETTINGS)
     w.start()
     drained = False

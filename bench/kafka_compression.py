@@ -1,6 +1,6 @@
 """Kafka compression benchmark (issue 5): which `compression.type` for the Kafka sink.
 
-The sink's default is lz4 (sinks/kafka.py, PRODUCER_DEFAULTS). This compares
+The sink's default is lz4 (sinks/kafka/options.py, PRODUCER_DEFAULTS). This compares
 none, lz4, zstd, snappy and gzip (librdkafka's default level for each) on
 real-looking events, as Avro (single-object) and as JSON message values,
 against a real single-node Apache Kafka broker (tests/support/kafka_broker.py)
@@ -80,7 +80,8 @@ from kafka_bench import (  # noqa: E402
 )
 from pipeline_throughput import COMMANDS, SHELL_PID, _exec, _exit, _feed, _fork, new_cache  # noqa: E402
 
-from sinks.kafka import PRODUCER_DEFAULTS, KafkaSink  # noqa: E402
+from sinks.kafka import KafkaSink  # noqa: E402
+from sinks.kafka.options import PRODUCER_DEFAULTS  # noqa: E402
 from tests.support.kafka_broker import KafkaBroker  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -202,8 +203,8 @@ def consume_cpu(bootstrap: str, topic: str, start: int, n: int) -> float:
 
 def run(broker: KafkaBroker, topic: str, codec: str, fmt: str, records: list[Any],
         batch: int) -> dict[str, float]:
-    sink = KafkaSink(bootstrap=broker.bootstrap, topic=topic, fmt=fmt,
-                     options={"compression.type": codec})
+    sink = KafkaSink({"bootstrap": broker.bootstrap, "topic": topic, "format": fmt,
+                      "options": {"compression.type": codec}})
     sink.open()
     assert broker.pid is not None
     try:
@@ -277,7 +278,7 @@ def main() -> None:
         try:
             encoded: dict[str, list[Any]] = {}
             for fmt in FORMATS:
-                enc = KafkaSink(bootstrap=broker.bootstrap, topic="unused", fmt=fmt)
+                enc = KafkaSink({"bootstrap": broker.bootstrap, "topic": "unused", "format": fmt})
                 encoded[fmt] = [enc.encode(e) for e in events]
                 enc.close()
                 value_bytes[fmt] = statistics.fmean(len(r) for r in encoded[fmt])

@@ -51,10 +51,10 @@ from collector.decode import decode  # noqa: E402
 from collector.encode.json import encode_json_line, json_record  # noqa: E402
 from collector.enrich.containers import cgroup2_mount  # noqa: E402
 from collector.enrich.process_cache import ProcessCache  # noqa: E402
+from collector.export import Sink  # noqa: E402
 from collector.pipeline.reader import Reader  # noqa: E402
 from collector.pipeline.worker import SinkWorker  # noqa: E402
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, FORK_EVENT, HEADER, EventKind  # noqa: E402
-from sinks.base import Sink  # noqa: E402
 from sinks.file import FileSink  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -169,7 +169,8 @@ def feed_batched(cache: ProcessCache, raws: list[bytes], sink: Sink, batch: int 
 
 
 def _sink(d: Path, fmt: str, codec: str, fsync: str = "batch") -> FileSink:
-    sink = FileSink(d / f"events.{fmt}", fmt=fmt, avro_codec=codec, max_bytes=0, fsync=fsync)
+    sink = FileSink({"path": str(d / f"events.{fmt}"), "format": fmt, "avro_codec": codec,
+                     "max_bytes": 0, "fsync": fsync})
     sink.open()
     return sink
 
@@ -189,7 +190,8 @@ def run_inline(raws: list[bytes], fmt: str, codec: str, batch: int = 1000,
 def run_worker(raws: list[bytes], fmt: str, codec: str) -> tuple[float, int, dict[str, int]]:
     """The reader loop puts into a SinkWorker (its own thread), as `collector run` does."""
     with tempfile.TemporaryDirectory() as d:
-        sink = FileSink(Path(d) / f"events.{fmt}", fmt=fmt, avro_codec=codec, max_bytes=0)
+        sink = FileSink({"path": str(Path(d) / f"events.{fmt}"), "format": fmt,
+                         "avro_codec": codec, "max_bytes": 0})
         settings = {"queue_events": 10000, "batch_events": 1000, "batch_bytes": 1 << 20,
                     "batch_timeout_ms": 200, "when_full": "block", "retry_initial_ms": 100,
                     "retry_max_ms": 10000, "retry_max_elapsed_s": 300.0}
@@ -237,7 +239,7 @@ def stages(raws: list[bytes]) -> dict[str, float]:
            "of_which_json_record_us": per_event(each(json_record)),
            "of_which_orjson_dumps_us": per_event(each(orjson.dumps))}
     for codec in ("deflate", "null"):
-        sink = FileSink("/dev/null", fmt="avro", avro_codec=codec)
+        sink = FileSink({"path": "/dev/null", "format": "avro", "avro_codec": codec})
         sink._new_block_writer(os.urandom(16))  # the block builder alone, no file
 
         def avro_blocks(sink: FileSink = sink) -> int:
@@ -248,7 +250,8 @@ def stages(raws: list[bytes]) -> dict[str, float]:
         out[f"encode_avro_{codec}_us"] = per_event(avro_blocks)
     with tempfile.TemporaryDirectory() as d:
         for fsync in ("batch", "never"):
-            sink = FileSink(Path(d) / f"w-{fsync}.jsonl", max_bytes=0, fsync=fsync)
+            sink = FileSink({"path": str(Path(d) / f"w-{fsync}.jsonl"), "max_bytes": 0,
+                             "fsync": fsync})
             sink.open()
             lines = [encode_json_line(e) for e in events[:1000]]
 

@@ -1,4 +1,5 @@
-"""The `collector` command (click): run, check, schemas, consume.
+"""The `collector` command (click): run, check, schemas, sinks, and the
+commands sinks bring (consume, from the Kafka sink).
 
 main() is the one place errors become exit codes: a CollectorError prints
 its one-line message on stderr and exits with the class's code; usage
@@ -11,6 +12,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,10 @@ import click
 
 from collector import config as cfgmod
 from collector.errors import CollectorError, UsageError
+from collector.export.options import Option, parse_items
+from collector.export.registry import sink_class, sink_names
+
+COMMANDS_GROUP = "process_collector.commands"
 
 
 def _flags(**values: Any) -> dict[str, Any]:
@@ -31,13 +38,50 @@ def cli() -> None:
     stdout (JSON lines), rotated files, or Kafka."""
 
 
+def _sink_flags() -> list[tuple[str, Option]]:
+    """(parameter name, qualified option) of every sink option with a dedicated flag."""
+    out = []
+    for name in sink_names():
+        try:
+            cls = sink_class(name)
+        except UsageError:
+            continue  # a plugin that does not load: `--sink` it to see why
+        for opt in cls.options:
+            if opt.flag:
+                out.append((f"{name}_{opt.key}".replace("-", "_"), opt.qualified(name)))
+    return out
+
+
+def _with_sink_flags(f: Callable[..., None]) -> Callable[..., None]:
+    """Adds the sinks' dedicated flags (--file-path, --kafka-bootstrap, ...)."""
+    for param, opt in reversed(_SINK_FLAGS):
+        sink = opt.key.partition(".")[0]
+        help_text = f"{sink} sink: {opt.doc}. Env: {opt.env}."
+        assert opt.flag is not None
+        if opt.type == "table":
+            f = click.option(opt.flag, param, multiple=True, metavar=opt.metavar or "KEY=VALUE",
+                             help=help_text + " Repeat for several.")(f)
+        elif opt.choices:
+            f = click.option(opt.flag, param, type=click.Choice(opt.choices), default=None,
+                             help=help_text)(f)
+        else:
+            kind = {"int": int, "float": float}.get(opt.type, str)
+            f = click.option(opt.flag, param, type=kind, default=None, metavar=opt.metavar,
+                             help=help_text)(f)
+    return f
+
+
+_SINK_FLAGS = _sink_flags()
+
+
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML config file (see config/collector.toml). Env: COLLECTOR_CONFIG.")
-@click.option("--sink", "sinks", multiple=True, type=click.Choice(cfgmod.SINK_NAMES),
+@click.option("--sink", "sinks", multiple=True, type=click.Choice(sink_names()),
               help="Where events go; repeat for several. Default: stdout. Env: COLLECTOR_SINK.")
-@click.option("--format", "fmt", type=click.Choice(["json", "compact"]), default=None,
-              help="stdout format: json lines (default) or compact. Env: COLLECTOR_FORMAT.")
+@click.option("--sink-option", "sink_options", multiple=True, metavar="NAME.KEY=VALUE",
+              help="Any sink option, e.g. file.max_bytes=1000000 (`collector sinks` lists "
+              "them); repeat for several. Dedicated flags win.")
 @click.option("--duration", type=float, default=None,
               help="Stop cleanly after SECONDS. Env: COLLECTOR_DURATION.")
 @click.option("--stats-interval", type=float, default=None,
@@ -45,20 +89,6 @@ def cli() -> None:
 @click.option("--node", default=None, help="Node name in events (default: host name).")
 @click.option("--args-max", type=int, default=None,
               help="argv bytes captured per exec (default 16384, max 32767).")
-@click.option("--file-path", default=None, help="File sink: output file. Env: COLLECTOR_FILE_PATH.")
-@click.option("--file-format", type=click.Choice(["jsonl", "avro"]), default=None,
-              help="File sink: jsonl (default) or avro.")
-@click.option("--kafka-bootstrap", default=None, help="Kafka sink: HOST:PORT[,...].")
-@click.option("--kafka-topic", default=None, help="Kafka sink: topic (default process-events).")
-@click.option("--kafka-format", type=click.Choice(["avro", "json"]), default=None,
-              help="Kafka sink: message value format (default avro).")
-@click.option("--kafka-option", "kafka_options", multiple=True, metavar="KEY=VALUE",
-              help="Kafka sink: a librdkafka setting; repeat for several.")
-@click.option("--schema-registry", default=None, help="Kafka sink: Schema Registry URL.")
-@click.option("--buffer", type=click.Choice(["memory", "disk"]), default=None,
-              help="Kafka sink: memory (default) or disk buffer.")
-@click.option("--buffer-path", default=None, help="Kafka sink: disk buffer directory.")
-@click.option("--buffer-max-bytes", type=int, default=None, help="Kafka sink: disk buffer limit.")
 @click.option("--procfs-events/--no-procfs-events", default=None,
               help="Emit a process_exec (flag procfs) for each process running at start "
               "(default on; the cache is seeded either way).")
@@ -66,38 +96,32 @@ def cli() -> None:
               help="Exec events carry this many ancestors beyond the parent (default 0).")
 @click.option("--namespaces/--no-namespaces", default=None,
               help="Add namespace inode numbers (read from /proc at exec; default off).")
-def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, duration: float | None,
-        stats_interval: float | None, node: str | None, args_max: int | None,
-        file_path: str | None, file_format: str | None, kafka_bootstrap: str | None,
-        kafka_topic: str | None, kafka_format: str | None, kafka_options: tuple[str, ...],
-        schema_registry: str | None, buffer: str | None, buffer_path: str | None,
-        buffer_max_bytes: int | None, procfs_events: bool | None, ancestors: int | None,
-        namespaces: bool | None) -> None:
+@_with_sink_flags
+def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[str, ...],
+        duration: float | None, stats_interval: float | None, node: str | None,
+        args_max: int | None, procfs_events: bool | None, ancestors: int | None,
+        namespaces: bool | None, **sink_flags: Any) -> None:
     """Capture process exec/exit events and send them to the sinks."""
-    cfg = cfgmod.resolve(
-        config_path=config_path,
-        flags=_flags(**{
-            "sinks": list(sinks) or None,
-            "stdout.format": fmt,
-            "duration": duration,
-            "stats_interval": stats_interval,
-            "node": node,
-            "capture.args_max_bytes": args_max,
-            "file.path": file_path,
-            "file.format": file_format,
-            "kafka.bootstrap": kafka_bootstrap,
-            "kafka.topic": kafka_topic,
-            "kafka.format": kafka_format,
-            "kafka.options": cfgmod.parse_kafka_options(kafka_options) or None,
-            "kafka.schema_registry": schema_registry,
-            "kafka.buffer": buffer,
-            "kafka.buffer_path": buffer_path,
-            "kafka.buffer_max_bytes": buffer_max_bytes,
-            "enrich.procfs_events": procfs_events,
-            "enrich.ancestors": ancestors,
-            "enrich.namespaces": namespaces,
-        }),
-    )
+    flags: dict[str, Any] = cfgmod.parse_sink_options(sink_options)
+    for param, opt in _SINK_FLAGS:
+        value = sink_flags.get(param)
+        if opt.type == "table":
+            value = parse_items(value or (), opt.flag or opt.key) or None
+            if value:
+                value = {**flags.get(opt.key, {}), **value}
+        if value is not None:
+            flags[opt.key] = value
+    flags.update(_flags(**{
+        "sinks": list(sinks) or None,
+        "duration": duration,
+        "stats_interval": stats_interval,
+        "node": node,
+        "capture.args_max_bytes": args_max,
+        "enrich.procfs_events": procfs_events,
+        "enrich.ancestors": ancestors,
+        "enrich.namespaces": namespaces,
+    }))
+    cfg = cfgmod.resolve(config_path=config_path, flags=flags)
     from collector.pipeline.runner import Collector
 
     sys.exit(Collector(cfg).run())
@@ -136,25 +160,48 @@ def example_config() -> None:
     click.echo(example_toml(), nl=False)
 
 
-@cli.command()
-@click.option("--kafka-bootstrap", required=True, help="HOST:PORT[,...]")
-@click.option("--kafka-topic", default="process-events", show_default=True)
-@click.option("--kafka-option", "kafka_options", multiple=True, metavar="KEY=VALUE")
-@click.option("--schema-registry", default=None, help="Schema Registry URL (Confluent framing).")
-@click.option("--from-beginning", is_flag=True, help="Read the topic from its first offset.")
-@click.option("--max-events", type=int, default=None, help="Stop after N events.")
-@click.option("--timeout", type=float, default=None, help="Stop after SECONDS without a message.")
-def consume(kafka_bootstrap: str, kafka_topic: str, kafka_options: tuple[str, ...],
-            schema_registry: str | None, from_beginning: bool, max_events: int | None,
-            timeout: float | None) -> None:
-    """Read a topic, decode JSON or Avro records, print JSON lines (a SIEM's-eye view)."""
-    from sinks.kafka_consume import consume as do_consume
+@cli.command("sinks")
+def sinks_command() -> None:
+    """List the registered sinks (built-in and plugins) with their options."""
+    from collector.config import sink_section
+    from collector.export.registry import listed
 
-    sys.exit(do_consume(
-        bootstrap=kafka_bootstrap, topic=kafka_topic,
-        options=cfgmod.parse_kafka_options(kafka_options), schema_registry=schema_registry,
-        from_beginning=from_beginning, max_events=max_events, idle_timeout=timeout,
-    ))
+    loadable = []
+    for name in sink_names():
+        try:
+            sink_class(name)
+            loadable.append(name)
+        except UsageError as exc:
+            click.echo(f"{name}: cannot be loaded: {exc}")
+    for name in listed(tuple(loadable)):
+        cls = sink_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        click.echo(f"{name}  ({cls.__module__}:{cls.__qualname__}){'  ' + doc[0] if doc else ''}")
+        for opt in sink_section(name):
+            extra = f" [{' | '.join(opt.choices)}]" if opt.choices else ""
+            unit = f" ({opt.unit})" if opt.unit else ""
+            flag = f" {opt.flag}" if opt.flag else ""
+            click.echo(f"  {opt.key}  {opt.type}{unit} = {opt.default!r}{extra}{flag}")
+            click.echo(f"      {opt.doc}. Env: {opt.env}")
+
+
+def _add_plugin_commands() -> None:
+    """Commands that sinks bring (entry point group process_collector.commands),
+    e.g. `collector consume` from the Kafka sink."""
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if ep.name in cli.commands:
+            continue
+        try:
+            command = ep.load()
+        except Exception as exc:  # one broken plugin must not take the CLI down
+            logging.getLogger("collector").warning("command %s: cannot load %s: %s", ep.name,
+                                                   ep.value, exc)
+            continue
+        if isinstance(command, click.Command):
+            cli.add_command(command, ep.name)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The documented example configuration, generated from the option table.
+"""The documented example configuration, generated from the option table
+(the core's keys and the merged option lists of the project's own sinks).
 
 config/collector.toml is this text; a test keeps the two equal, so the
 documentation of every key (meaning, unit, default, allowed values) cannot
@@ -10,7 +11,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from collector.config import OPTIONS, Option
+from collector.config import example_options
+from collector.export.options import Option
 
 HEADER = """\
 # process-collector configuration (TOML). Every key is optional; the values
@@ -38,9 +40,9 @@ def _comment(opt: Option) -> list[str]:
     doc = opt.doc
     if opt.choices:
         doc += f" [{' | '.join(opt.choices)}]"
-    if opt.kind == "tables":
+    if opt.type == "tables":
         doc += ". Env: none (config file only)"
-    elif opt.kind == "table":
+    elif opt.type == "table":
         doc += f". Env: {opt.env} (KEY=VALUE;KEY=VALUE; a ; inside a value is written \\;)"
     else:
         doc += f". Env: {opt.env}"
@@ -50,13 +52,13 @@ def _comment(opt: Option) -> list[str]:
 def example_toml() -> str:
     lines = [HEADER]
     section = ""
-    for opt in OPTIONS:
+    for opt in example_options():
         head, _, name = opt.key.rpartition(".")
         if head != section:
             section = head
             lines.append(f"\n[{section}]")
         lines.extend(_comment(opt))
-        if opt.kind == "tables":
+        if opt.type == "tables":
             lines.append(f"# [[{opt.key}]]  e.g. binary = \"^/usr/bin/ssh$\"")
             lines.append(f"{name} = []")
         else:

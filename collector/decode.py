@@ -8,6 +8,7 @@ parents or output formats: that is enrichment's and encoding's job.
 
 from __future__ import annotations
 
+import signal as _signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,3 +196,35 @@ def decode(raw: bytes) -> Record:
         return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)))
     size = HEADER.unpack_from(raw)[1]
     raise DecodeError(f"unknown record kind {kind} (size {size})")
+
+
+# -- the exit status word ---------------------------------------------------------------------
+
+
+def _signal_name(signo: int) -> str:
+    try:
+        return _signal.Signals(signo).name
+    except ValueError:
+        rtmin = int(_signal.SIGRTMIN)
+        if rtmin <= signo <= int(_signal.SIGRTMAX):
+            return f"SIGRTMIN+{signo - rtmin}"
+        return f"SIG{signo}"
+
+
+_SIGNAL_NAMES = {signo: _signal_name(signo) for signo in range(1, 128)}  # 7 bits of status
+
+
+def signal_name(signo: int) -> str:
+    """SIGKILL, SIGRTMIN+3, ...; never fails for a number the kernel gives."""
+    name = _SIGNAL_NAMES.get(signo)
+    return name if name is not None else _signal_name(signo)
+
+
+def exit_fields(status: int) -> tuple[int | None, str | None, bool]:
+    """(exit_code, signal, core_dumped) of a wait(2) status word, as execsnoop
+    and exitsnoop read it: code = status >> 8 unless a signal (status & 0x7f)
+    ended the process, core = status & 0x80."""
+    signo = status & 0x7F
+    if signo:
+        return None, signal_name(signo), bool(status & 0x80)
+    return (status >> 8) & 0xFF, None, False

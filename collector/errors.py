@@ -4,7 +4,16 @@
      ├── UsageError             exit 2: a bad flag, config key or value
      ├── PrivilegeError         exit 77: not root / missing capabilities
      ├── ProbeError             exit 3: the BPF object could not be loaded or attached
-     └── SinkError              exit 4: a sink could not be opened or failed fatally
+     └── SinkError              exit 4: a sink could not be opened or failed fatally,
+          │                     at start or while running
+          ├── OutputClosed      (collector.export) the reader of stdout went away:
+          │                     a quiet stop, exit 0
+          └── TransientSinkError  (collector.export) retried by the core; never an
+               │                  exit code by itself (what was not delivered is exit 1)
+               └── PartialWriteError
+
+At a stop, events that reached the collector but were not delivered (and not
+dropped by a counted policy) make the exit code 1.
 
 Messages are one line and say how to fix the problem; the CLI prints them
 without a traceback (collector.cli.main is the one place that maps them).

@@ -6,16 +6,15 @@ Each check returns (ok, line); the line names what is missing and the fix.
 from __future__ import annotations
 
 import ctypes
-import os
 from collections.abc import Iterator
-from typing import Any
 
+from collector.config import Config
 from collector.probe.core import BTF_PATH, object_path
 from collector.probe.libbpf import LIBBPF_NAME
 from collector.probe.privileges import missing_privileges
 
 
-def run_checks(cfg: dict[str, Any] | None = None) -> Iterator[tuple[bool, str]]:
+def run_checks(cfg: Config | None = None) -> Iterator[tuple[bool, str]]:
     problem = missing_privileges()
     yield (problem is None, problem or "privileges: can load tracing BPF programs")
     if BTF_PATH.exists():
@@ -53,14 +52,9 @@ def _try_load() -> tuple[bool, str]:
         probe.close()
 
 
-def _sink_checks(cfg: dict[str, Any]) -> Iterator[tuple[bool, str]]:
-    for name in cfg["sinks"]:
-        if name == "file":
-            path = cfg["file.path"]
-            d = os.path.dirname(os.path.abspath(path))
-            ok = os.path.isdir(d) and os.access(d, os.W_OK)
-            yield ok, f"file sink: {d} {'is writable' if ok else 'is missing or not writable'}"
-        elif name == "kafka":
-            from sinks.kafka import check_reachable
+def _sink_checks(cfg: Config) -> Iterator[tuple[bool, str]]:
+    """Each configured sink's own checks (Sink.check), with its option values."""
+    from collector.export.registry import sink_class
 
-            yield check_reachable(cfg)
+    for name in cfg["sinks"]:
+        yield from sink_class(name).check(cfg.sink_options(name))

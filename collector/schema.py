@@ -126,3 +126,31 @@ class SharedRecord(dict):  # type: ignore[type-arg]
         # copy.copy, copy.deepcopy and pickle give a plain dict: a copy may be
         # changed, so it must not carry (or be given) this record's encodings
         return (dict, (dict(self),))
+
+
+@functools.cache
+def enum_symbols(enum_name: str) -> tuple[str, ...]:
+    """Symbols of an enum of the schema, e.g. EventType → ("process_exec", "process_exit")."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(t: Any) -> None:
+        if isinstance(t, list):
+            for b in t:
+                walk(b)
+        elif isinstance(t, dict):
+            if t.get("type") == "enum" and t.get("name") == enum_name:
+                found.append(tuple(t["symbols"]))
+            for f in t.get("fields", ()):
+                walk(f["type"])
+            if t.get("type") == "array":
+                walk(t["items"])
+
+    walk(raw_schema())
+    if not found:
+        raise KeyError(f"schemas/{SCHEMA_FILE} has no enum {enum_name}")
+    return found[0]
+
+
+#: the event types, from the schema's EventType enum (the one owner of the names)
+EVENT_TYPES: tuple[str, ...] = enum_symbols("EventType")
+PROCESS_EXEC, PROCESS_EXIT = EVENT_TYPES

@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from collector.errors import SinkError
-from sinks.base import TransientSinkError
+from collector.export import TransientSinkError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

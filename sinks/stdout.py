@@ -2,32 +2,40 @@
 
 Each batch is one write to fd 1 followed by a flush, so `collector run | jq`
 shows events as they happen. A closed pipe (the reader went away) is not an
-error to report: the sink says so and the collector stops quietly.
+error to report: the sink raises OutputClosed and the collector stops quietly.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, BinaryIO
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO, ClassVar
 
 from collector.encode.compact import encode_compact_line
 from collector.encode.json import encode_json_line
-from collector.errors import SinkError
-from sinks.base import Event, Sink, TransientSinkError
+from collector.export import Event, Option, OutputClosed, Sink, TransientSinkError
 
 
-class BrokenPipe(SinkError):
+class BrokenPipe(OutputClosed):
     """The reader of stdout is gone: stop quietly."""
 
 
 class StdoutSink(Sink):
     name = "stdout"
+    options = (
+        Option("format", "str", "json", "json (one JSON document per line) or compact (for "
+               "people)", choices=("json", "compact"), flag="--format",
+               env_alias="COLLECTOR_FORMAT"),
+    )
+    pipeline_defaults: ClassVar[Mapping[str, int]] = {"batch_timeout_ms": 0, "batch_events": 256}
+    listing_order = 0
 
-    def __init__(self, fmt: str = "json", stream: BinaryIO | None = None) -> None:
-        self.format = fmt
-        self._encode = encode_compact_line if fmt == "compact" else encode_json_line
+    def __init__(self, options: Mapping[str, Any] | None = None,
+                 stream: BinaryIO | None = None) -> None:
+        super().__init__(options)
+        self.format = self.settings["format"]
+        self._encode = encode_compact_line if self.format == "compact" else encode_json_line
         self._stream = stream if stream is not None else sys.stdout.buffer
 
     def encode(self, event: Event) -> bytes:

@@ -198,7 +198,7 @@ def _read_apache(p: Path) -> list[Any]:
 def test_file_blocks_are_fastavro_writers_blocks(tmp_path: Path, codec: str) -> None:
     events = _all()
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro", avro_codec=codec)
+    sink = FileSink({"path": str(p), "format": "avro", "avro_codec": codec})
     sink.open()
     for i in range(0, len(events), 25):
         sink.write_batch([sink.encode(e) for e in events[i : i + 25]])

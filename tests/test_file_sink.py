@@ -34,9 +34,16 @@ from collector.decode import ExecRecord, ExitRecord, decode
 from collector.encode.json import encode_json_line
 from collector.enrich.process_cache import ProcessCache
 from collector.errors import SinkError, UsageError
+from collector.export import TransientSinkError
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, EventKind
-from sinks.base import TransientSinkError
 from sinks.file import FileSink
+
+
+def file_sink(path: Path | str, clock: Any = None, **options: Any) -> FileSink:
+    """FileSink(options) with the option keys of config/collector.toml's [file]."""
+    options["path"] = str(path)
+    return FileSink(options) if clock is None else FileSink(options, clock=clock)
+
 
 ROTATED = re.compile(r"^events\.(\d{8}T\d{6}Z)-(\d{6})\.(jsonl|avro)(\.gz)?$")
 
@@ -152,7 +159,7 @@ def fill(d: Path) -> Path:
 
 def test_jsonl_lines_are_the_json_encoder_output(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, fmt="jsonl")
+    sink = file_sink(p, format="jsonl")
     sink.open()
     write(sink, EVENTS)
     sink.close()
@@ -170,7 +177,7 @@ def test_jsonl_lines_are_the_json_encoder_output(tmp_path: Path) -> None:
 @pytest.mark.parametrize("codec", ["null", "deflate", "zstandard", "snappy"])
 def test_avro_file_decodes_with_fastavro_and_apache_avro(tmp_path: Path, codec: str) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro", avro_codec=codec)
+    sink = file_sink(p, format="avro", avro_codec=codec)
     sink.open()
     write(sink, EVENTS, batch=60)
     sink.close()
@@ -186,7 +193,7 @@ def test_avro_file_decodes_with_fastavro_and_apache_avro(tmp_path: Path, codec: 
 
 def test_avro_file_with_no_events_is_a_valid_container(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     sink.open()
     sink.close()
     assert p.stat().st_size > 0
@@ -195,7 +202,7 @@ def test_avro_file_with_no_events_is_a_valid_container(tmp_path: Path) -> None:
 
 def test_avro_file_carries_the_schema_from_schemas(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     sink.open()
     sink.close()
     with open(p, "rb") as f:
@@ -210,8 +217,8 @@ def test_avro_file_carries_the_schema_from_schemas(tmp_path: Path) -> None:
 def test_new_files_get_the_mode_whatever_the_umask(tmp_path: Path, mode: str) -> None:
     old = os.umask(0o077)
     try:
-        sink = FileSink.from_config({"path": str(tmp_path / "events.jsonl"), "mode": mode,
-                                     "max_bytes": 30_000, "gzip": True})
+        sink = FileSink({"path": str(tmp_path / "events.jsonl"), "mode": mode,
+                          "max_bytes": 30_000, "gzip": True})
         sink.open()
         write(sink, EVENTS[:100], batch=10)
         sink.close()
@@ -228,7 +235,7 @@ def test_new_files_get_the_mode_whatever_the_umask(tmp_path: Path, mode: str) ->
 
 def test_rotation_by_size_keeps_every_event_once_in_order(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, max_bytes=100_000, retain=100)
+    sink = file_sink(p, max_bytes=100_000, retain=100)
     sink.open()
     write(sink, EVENTS, batch=20)
     sink.close()
@@ -247,7 +254,7 @@ def test_rotation_by_size_keeps_every_event_once_in_order(tmp_path: Path) -> Non
 
 def test_avro_rotation_each_file_readable(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro", avro_codec="null", max_bytes=150_000, retain=100)
+    sink = file_sink(p, format="avro", avro_codec="null", max_bytes=150_000, retain=100)
     sink.open()
     write(sink, EVENTS, batch=25)
     sink.close()
@@ -262,7 +269,7 @@ def test_avro_rotation_each_file_readable(tmp_path: Path) -> None:
 def test_rotation_by_age(tmp_path: Path) -> None:
     now = [1_795_000_000.0]
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, max_bytes=0, max_age_s=60, clock=lambda: now[0])
+    sink = file_sink(p, max_bytes=0, max_age_s=60, clock=lambda: now[0])
     sink.open()
     write(sink, EVENTS[:10], batch=10)
     now[0] += 59
@@ -283,7 +290,7 @@ def _stamp(t: float) -> str:
 
 def test_retention_keeps_the_newest_rotated_files(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, max_bytes=20_000, retain=3)
+    sink = file_sink(p, max_bytes=20_000, retain=3)
     sink.open()
     write(sink, EVENTS, batch=5)
     sink.close()
@@ -298,7 +305,7 @@ def test_retention_keeps_the_newest_rotated_files(tmp_path: Path) -> None:
 
 def test_retain_zero_keeps_only_the_active_file(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, max_bytes=20_000, retain=0)
+    sink = file_sink(p, max_bytes=20_000, retain=0)
     sink.open()
     write(sink, EVENTS[:100], batch=5)
     sink.close()
@@ -308,7 +315,7 @@ def test_retain_zero_keeps_only_the_active_file(tmp_path: Path) -> None:
 
 def test_gzip_of_rotated_jsonl(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p, max_bytes=50_000, retain=100, gzip_rotated=True)
+    sink = file_sink(p, max_bytes=50_000, retain=100, gzip=True)
     sink.open()
     write(sink, EVENTS, batch=10)
     sink.close()  # waits for the background compression
@@ -334,7 +341,7 @@ def test_open_tidies_what_a_crash_left_and_continues_numbering(tmp_path: Path) -
     (tmp_path / (half.name + ".gz.tmp")).write_bytes(gzip.compress(lines)[:20])
     other = tmp_path / "other.20261125T100100Z-000009.jsonl"  # not ours: left alone
     other.write_bytes(b"x")
-    sink = FileSink(p, max_bytes=10_000, retain=100, gzip_rotated=True)
+    sink = file_sink(p, max_bytes=10_000, retain=100, gzip=True)
     sink.open()
     write(sink, EVENTS[:20], batch=10)
     sink.close()
@@ -356,7 +363,7 @@ def test_jsonl_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
     good = b"".join(encode_json_line(e) for e in EVENTS[:3])
     p.write_bytes(good + encode_json_line(EVENTS[3])[:100])
-    sink = FileSink(p)
+    sink = file_sink(p)
     sink.open()
     assert sink.repaired_bytes == 100
     write(sink, EVENTS[4:6])
@@ -366,7 +373,7 @@ def test_jsonl_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
 
 def test_avro_torn_last_block_is_cut_before_appending(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     sink.open()
     write(sink, EVENTS[:90], batch=30)
     sink.close()
@@ -375,7 +382,7 @@ def test_avro_torn_last_block_is_cut_before_appending(tmp_path: Path) -> None:
         f.write(whole[:-40])  # the last block loses its end, as a killed write would
     with open(p, "rb") as f, pytest.raises(Exception):  # noqa: B017 - fastavro's own error types
         list(fastavro.reader(f))
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     sink.open()
     assert 0 < sink.repaired_bytes < len(whole)
     write(sink, EVENTS[90:100], batch=10)
@@ -385,11 +392,11 @@ def test_avro_torn_last_block_is_cut_before_appending(tmp_path: Path) -> None:
 
 def test_avro_with_another_codec_is_rotated_away_not_mixed(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    first = FileSink(p, fmt="avro", avro_codec="null")
+    first = file_sink(p, format="avro", avro_codec="null")
     first.open()
     write(first, EVENTS[:10])
     first.close()
-    second = FileSink(p, fmt="avro", avro_codec="deflate")
+    second = file_sink(p, format="avro", avro_codec="deflate")
     second.open()
     write(second, EVENTS[10:20])
     second.close()
@@ -401,7 +408,7 @@ def test_avro_with_another_codec_is_rotated_away_not_mixed(tmp_path: Path) -> No
 def test_avro_appends_to_its_own_file_across_restarts(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
     for part in range(3):
-        sink = FileSink(p, fmt="avro")
+        sink = file_sink(p, format="avro")
         sink.open()
         write(sink, EVENTS[part * 10 : part * 10 + 10])
         sink.close()
@@ -412,7 +419,7 @@ def test_avro_appends_to_its_own_file_across_restarts(tmp_path: Path) -> None:
 def test_a_foreign_file_at_the_avro_path_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
     p.write_text("precious notes\n")
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     with pytest.raises(SinkError, match="exists and is not an Avro object container file"):
         sink.open()
     assert p.read_text() == "precious notes\n"
@@ -424,7 +431,7 @@ def test_a_foreign_file_at_the_avro_path_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["jsonl", "avro"])
 def test_reopen_after_the_file_was_moved_starts_a_new_file(tmp_path: Path, fmt: str) -> None:
     p = tmp_path / f"events.{fmt}"
-    sink = FileSink(p, fmt=fmt)
+    sink = file_sink(p, format=fmt)
     sink.open()
     write(sink, EVENTS[:20])
     moved = tmp_path / f"events.{fmt}.1"
@@ -445,7 +452,7 @@ def test_reopen_after_the_file_was_moved_starts_a_new_file(tmp_path: Path, fmt: 
 @pytest.mark.parametrize("fmt", ["jsonl", "avro"])
 def test_reopen_when_nothing_moved_carries_on_in_the_same_file(tmp_path: Path, fmt: str) -> None:
     p = tmp_path / f"events.{fmt}"
-    sink = FileSink(p, fmt=fmt)
+    sink = file_sink(p, format=fmt)
     sink.open()
     write(sink, EVENTS[:10])
     inode = p.stat().st_ino
@@ -458,7 +465,7 @@ def test_reopen_when_nothing_moved_carries_on_in_the_same_file(tmp_path: Path, f
 
 def test_reopen_onto_something_not_a_file_keeps_writing_to_the_old_one(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
-    sink = FileSink(p)
+    sink = file_sink(p)
     sink.open()
     write(sink, EVENTS[:10])
     moved = tmp_path / "events.jsonl.1"
@@ -478,7 +485,7 @@ def read_events_any(p: Path) -> list[dict[str, Any]]:
 
 def test_copytruncate_gets_a_fresh_avro_header(tmp_path: Path) -> None:
     p = tmp_path / "events.avro"
-    sink = FileSink(p, fmt="avro")
+    sink = file_sink(p, format="avro")
     sink.open()
     write(sink, EVENTS[:10])
     os.truncate(p, 0)  # logrotate copytruncate
@@ -499,7 +506,7 @@ def test_open_errors_are_one_clear_line(tmp_path: Path) -> None:
     cases[tmp_path / "plain" / "events.jsonl"] = "is not a directory"
     for path, words in cases.items():
         with pytest.raises(SinkError) as err:
-            FileSink(path).open()
+            file_sink(path).open()
         assert words in str(err.value) and "\n" not in str(err.value)
         assert not isinstance(err.value, TransientSinkError)
 
@@ -508,7 +515,7 @@ def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "events.jsonl"
     os.mkfifo(p)
     with pytest.raises(SinkError, match="is not a regular file"):
-        FileSink(p).open()
+        file_sink(p).open()
 
 
 def test_read_only_file_system_is_fatal_at_open(tmp_path: Path) -> None:
@@ -517,7 +524,7 @@ def test_read_only_file_system_is_fatal_at_open(tmp_path: Path) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
     try:
         with pytest.raises(SinkError, match=r"cannot open .*: the file system is read-only"):
-            FileSink(ro / "events.jsonl").open()
+            file_sink(ro / "events.jsonl").open()
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=True)
 
@@ -532,13 +539,13 @@ def test_read_only_file_system_is_fatal_at_open(tmp_path: Path) -> None:
 ])
 def test_bad_settings_are_usage_errors(section: dict[str, Any], words: str) -> None:
     with pytest.raises(UsageError, match=re.escape(words)):
-        FileSink.from_config(section)
+        FileSink(section)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "avro"])
 def test_full_disk_never_leaves_a_partial_write_and_resumes(tmpfs: Path, fmt: str) -> None:
     p = tmpfs / f"events.{fmt}"
-    sink = FileSink(p, fmt=fmt, avro_codec="null")
+    sink = file_sink(p, format=fmt, avro_codec="null")
     sink.open()
     write(sink, EVENTS[:20], batch=10)
     before = p.read_bytes()
@@ -559,7 +566,7 @@ def test_full_disk_never_leaves_a_partial_write_and_resumes(tmpfs: Path, fmt: st
 
 def test_full_disk_at_rotation_keeps_writing_to_the_old_file_later(tmpfs: Path) -> None:
     p = tmpfs / "events.jsonl"
-    sink = FileSink(p, max_bytes=200_000, retain=10, gzip_rotated=True)
+    sink = file_sink(p, max_bytes=200_000, retain=10, gzip=True)
     sink.open()
     write(sink, EVENTS[:150], batch=30)
     filler = fill(tmpfs)
@@ -581,7 +588,7 @@ def test_codec_whose_library_is_missing_is_a_usage_error(tmp_path: Path) -> None
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("")
     code = ("from sinks.file import FileSink\n"
-            "FileSink('/tmp/x.avro', fmt='avro', avro_codec='zstandard')\n")
+            "FileSink({'path': '/tmp/x.avro', 'format': 'avro', 'avro_codec': 'zstandard'})\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'shim'}:{Path(__file__).parent.parent}"}
     run = subprocess.run([sys.executable, "-c", code], env=env,
                          capture_output=True, text=True)
@@ -592,7 +599,7 @@ def test_codec_whose_library_is_missing_is_a_usage_error(tmp_path: Path) -> None
 
 
 def test_health_counters(tmp_path: Path) -> None:
-    sink = FileSink(tmp_path / "events.jsonl", max_bytes=30_000, gzip_rotated=True)
+    sink = file_sink(tmp_path / "events.jsonl", max_bytes=30_000, gzip=True)
     sink.open()
     write(sink, EVENTS[:100], batch=10)
     sink.close()

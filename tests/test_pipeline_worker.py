@@ -1,6 +1,6 @@
 """SinkWorker: batching, retries with backoff, backpressure policies, counters.
 
-The sink here is sinks.memory.MemorySink (the in-memory stand-in), or a
+The sink here is collector.export.testing.MemorySink (the in-memory stand-in), or a
 small subclass of it that records what the worker did; the worker, its
 threads, tenacity and the clocks are the real ones. Retry settings are
 short so each test takes well under a second or two.
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from collector.errors import SinkError
+from collector.export import Event, TransientSinkError
+from collector.export.testing import MemorySink
 from collector.pipeline.stats import ReaderStats, summary_line
 from collector.pipeline.worker import SinkWorker
-from sinks.base import Event, TransientSinkError
-from sinks.memory import MemorySink
 
 
 def settings(**over: Any) -> dict[str, Any]:

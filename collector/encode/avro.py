@@ -253,14 +253,24 @@ def _plan() -> Encoder | None:
     return encoder
 
 
+_fallbacks = 0  # events encoded by fastavro instead of the plan (the stats line shows it)
+
+
+def fallbacks() -> int:
+    """How many events the generated encoder handed to fastavro (avro_fallbacks=)."""
+    return _fallbacks
+
+
 def datum(event: dict[str, Any]) -> bytes:
     """The Avro binary encoding of one event (identical to fastavro's)."""
+    global _fallbacks
     encode = _plan()
     if encode is not None:
         try:
             return encode(event)
         except (_Slow, UnicodeEncodeError):
             pass
+    _fallbacks += 1
     return slow_datum(event)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from collector.schema import PROCESS_EXEC
+
 _ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {0x7F: "\\x7f", ord("\n"): "\\n", ord("\t"): "\\t"}
 
 
@@ -22,7 +24,7 @@ def compact_line(event: dict[str, Any]) -> str:
     p = event["process"]
     who = p["user"] if p["user"] is not None else str(p["uid"])
     cmd = " ".join(_printable(a) for a in [p["binary"], *p["args"][1:]])
-    if event["event_type"] == "process_exec":
+    if event["event_type"] == PROCESS_EXEC:
         return f"🚀 process {p['pid']}: {who}: {cmd}"
     if event["signal"] is not None:
         status = event["signal"] + (" (core dumped)" if event["core_dumped"] else "")

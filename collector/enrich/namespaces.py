@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 
-KINDS = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+from collector.schema import field_names
+
+KINDS = field_names("Namespaces")  # the schema's Namespaces record: cgroup, ipc, mnt, ...
 
 
 def read_namespaces(pid: int) -> dict[str, int | None] | None:

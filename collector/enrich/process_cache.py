@@ -1,6 +1,9 @@
 """The process cache: pid → the image that pid runs now, with its lineage.
 
-It turns kernel facts (fork, exec, exit records) into ProcessEvent records:
+It turns kernel facts (fork, exec, exit records) into ProcessEvent records
+(built by collector.enrich.records, the one owner of their keys; the exit
+status is decoded by collector.decode.exit_fields). The cache itself keeps
+the LRU of live images, the sweep for lost exits, and the lineage:
 - exec: a new image with a new exec_id. Its parent is the image this pid
   ran before (exec without fork, `bash -c 'exec ls'`), or else the image
   that forked it; the forker stays the parent after it exits or after this
@@ -30,7 +33,6 @@ changes nothing shows the exec's record itself).
 from __future__ import annotations
 
 import os
-import signal as _signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,12 +40,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.clock import BootClock
-from collector.decode import ExecRecord, ExitRecord, ForkRecord, TaskIds
+from collector.decode import ExecRecord, ExitRecord, ForkRecord, TaskIds, exit_fields
 from collector.enrich import users
 from collector.enrich.containers import CgroupResolver, cgroup2_mount, container_id_from_path
 from collector.enrich.exec_id import make_exec_id
 from collector.enrich.namespaces import read_namespaces
 from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
+from collector.enrich.records import PROCESS_EXEC, PROCESS_EXIT, event_record, process_record
 from collector.schema import SharedRecord
 
 Record = dict[str, Any]
@@ -78,25 +81,6 @@ class CacheStats:
     procfs_lookups: int = 0  # cache misses answered from /proc
     unknown_exits: int = 0  # exits of processes the cache did not know
     namespace_misses: int = 0  # execs whose /proc/PID/ns was gone before we looked
-
-
-def _signal_name(signo: int) -> str:
-    try:
-        return _signal.Signals(signo).name
-    except ValueError:
-        rtmin = int(_signal.SIGRTMIN)
-        if rtmin <= signo <= int(_signal.SIGRTMAX):
-            return f"SIGRTMIN+{signo - rtmin}"
-        return f"SIG{signo}"
-
-
-_SIGNAL_NAMES = {signo: _signal_name(signo) for signo in range(1, 128)}  # 7 bits of status
-
-
-def signal_name(signo: int) -> str:
-    """SIGKILL, SIGRTMIN+3, ...; never fails for a number the kernel gives."""
-    name = _SIGNAL_NAMES.get(signo)
-    return name if name is not None else _signal_name(signo)
 
 
 def _no_redaction(args: list[str]) -> list[str]:
@@ -255,19 +239,10 @@ class ProcessCache:
 
     def _event(self, event_type: str, ktime_ns: int, process: Record,
                lineage: tuple[Record, ...]) -> Record:
-        return {
-            "event_type": event_type,
-            "time": self.clock.to_wall_ns(ktime_ns),
-            "node": self.node,
-            "process": process,
-            "parent": lineage[0] if lineage else None,
-            "ancestors": list(lineage[1:]) if self.ancestors and event_type == "process_exec"
-            else None,
-            "exit_code": None,
-            "signal": None,
-            "core_dumped": None,
-            "duration_ns": None,
-        }
+        return event_record(
+            event_type, self.clock.to_wall_ns(ktime_ns), self.node, process,
+            lineage[0] if lineage else None,
+            list(lineage[1:]) if self.ancestors and event_type == PROCESS_EXEC else None)
 
     def entry_from_snapshot(self, snap: ProcSnapshot) -> Entry:
         """A cache entry for a process found in /proc (flag "procfs")."""
@@ -280,7 +255,7 @@ class ProcessCache:
             for _, path in snap.cgroups:
                 container = container or container_id_from_path(path)
         flags = ["procfs", "kernel_thread"] if snap.kernel_thread else ["procfs"]
-        process: Record = SharedRecord(
+        process: Record = process_record(
             exec_id=make_exec_id(self.node, snap.start_ns, snap.pid),
             parent_exec_id=lineage[0]["exec_id"] if lineage else None,
             pid=snap.pid,
@@ -310,7 +285,7 @@ class ProcessCache:
 
     def procfs_event(self, entry: Entry, ktime_ns: int) -> Record:
         """A process_exec for an image found in /proc (seen at ktime_ns)."""
-        return self._event("process_exec", ktime_ns, self.process_of(entry), entry.lineage)
+        return self._event(PROCESS_EXEC, ktime_ns, self.process_of(entry), entry.lineage)
 
     def _current(self, pid: int, start_ns: int) -> Entry | None:
         """The cached image of this thread group; not an older one with the same pid."""
@@ -337,7 +312,7 @@ class ProcessCache:
     def _unknown(self, task: TaskIds) -> Entry:
         """A minimal image for a pid we know only from a kernel record."""
         lineage = self._lineage(self._lookup(task.ppid))
-        process: Record = SharedRecord(
+        process: Record = process_record(
             exec_id=make_exec_id(self.node, task.start_ns, task.pid),
             parent_exec_id=lineage[0]["exec_id"] if lineage else None,
             pid=task.pid,
@@ -395,7 +370,7 @@ class ProcessCache:
         uid = rec.uid
         user = users.user_name(uid)
         redact = self.redact
-        process: Record = SharedRecord(
+        process: Record = process_record(
             exec_id=make_exec_id(self.node, rec.ktime_ns, pid),
             parent_exec_id=lineage[0]["exec_id"] if lineage else None,
             pid=pid,
@@ -419,7 +394,7 @@ class ProcessCache:
             flags=rec.flags,
         )
         self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
-        return self._event("process_exec", rec.ktime_ns, process, lineage)
+        return self._event(PROCESS_EXEC, rec.ktime_ns, process, lineage)
 
     def on_exit(self, rec: ExitRecord) -> Record:
         t = rec.task
@@ -439,14 +414,7 @@ class ProcessCache:
             if t.cgroup_id != process["cgroup_id"]:
                 process["cgroup_id"] = t.cgroup_id
                 process["container_id"] = self._container(t.cgroup_id, t.pid, entry.lineage)
-        event = self._event("process_exit", rec.ktime_ns, process, entry.lineage)
-        status = rec.exit_status
-        signo = status & 0x7F
-        if signo:
-            event["signal"] = signal_name(signo)
-            event["core_dumped"] = bool(status & 0x80)
-        else:
-            event["exit_code"] = (status >> 8) & 0xFF
-            event["core_dumped"] = False
+        event = self._event(PROCESS_EXIT, rec.ktime_ns, process, entry.lineage)
+        event["exit_code"], event["signal"], event["core_dumped"] = exit_fields(rec.exit_status)
         event["duration_ns"] = max(0, rec.ktime_ns - entry.begin_ns)
         return event

@@ -6,9 +6,9 @@ from typing import Any
 
 from collector.filter._types import Event, Predicate
 from collector.filter._values import bad, items
+from collector.schema import EVENT_TYPES
 
 KEY = "event_type"
-EVENT_TYPES = ("process_exec", "process_exit")
 
 
 def build(where: str, value: Any) -> Predicate:

@@ -20,35 +20,22 @@ from collector.clock import BootClock
 from collector.config import Config
 from collector.enrich.process_cache import ProcessCache
 from collector.errors import CollectorError, SinkError
+from collector.export.contract import OutputClosed, Sink
+from collector.export.registry import sink_class
 from collector.filter import build_stage
 from collector.pipeline.reader import Reader
-from collector.pipeline.stats import summary_line
+from collector.pipeline.stats import Snapshot, render, snapshot
 from collector.pipeline.worker import SinkWorker
 from collector.probe import Probe
 from collector.probe.core import CoreProbe
-from sinks.base import Sink
-from sinks.stdout import BrokenPipe
 
 log = logging.getLogger("collector")
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
-    """One Sink per name in cfg["sinks"], from the sinks/ package."""
-    out: list[Sink] = []
-    for name in cfg["sinks"]:
-        if name == "stdout":
-            from sinks.stdout import StdoutSink
-
-            out.append(StdoutSink(cfg["stdout.format"]))
-        elif name == "file":
-            from sinks.file import FileSink
-
-            out.append(FileSink.from_config(cfg.section("file")))
-        elif name == "kafka":
-            from sinks.kafka import KafkaSink
-
-            out.append(KafkaSink.from_config(cfg.section("kafka")))
-    return out
+    """One Sink per name in cfg["sinks"]: the registered class, built from its
+    section's option values (SinkClass(options))."""
+    return [sink_class(name)(cfg.sink_options(name)) for name in cfg["sinks"]]
 
 
 def build_probe(cfg: Config) -> Probe:
@@ -70,11 +57,8 @@ class Collector:
         self._hup = False  # SIGHUP seen, reopen not yet requested
         self.quiet_stop = False
         self.sinks = sinks if sinks is not None else build_sinks(cfg)
-        self.workers = [
-            SinkWorker(s, cfg.section(s.name.split(":")[0]) if s.name in ("stdout", "file", "kafka")
-                       else cfg.section("stdout"), on_fatal=self._on_fatal)
-            for s in self.sinks
-        ]
+        self.workers = [SinkWorker(s, cfg.pipeline(s.name), on_fatal=self._on_fatal)
+                        for s in self.sinks]
         self.probe = probe if probe is not None else build_probe(cfg)
         self.cache = ProcessCache.from_config(cfg, BootClock())
         self.reader = Reader(
@@ -92,7 +76,7 @@ class Collector:
             w.put_many(events)
 
     def _on_fatal(self, worker: SinkWorker, why: str) -> None:
-        if isinstance(why, str) and worker.sink.name == "stdout" and "closed by its reader" in why:
+        if isinstance(worker.error, OutputClosed):
             self.quiet_stop = True
             self.stop_event.set()
             return
@@ -100,9 +84,16 @@ class Collector:
         if all(w.stats.failed is not None for w in self.workers):
             self.stop_event.set()
 
+    def snapshot(self) -> Snapshot:
+        """Every counter at this moment (reader, each sink, the cache, the
+        encoders' fallbacks): the one source of the stats line and of metrics."""
+        from collector.encode.avro import fallbacks
+
+        enrich = {**self.cache.counters(), "avro_fallbacks": fallbacks()}
+        return snapshot(self.reader.stats, [w.stats for w in self.workers], enrich)
+
     def stats_line(self) -> str:
-        extra = self.cache.counters()
-        return summary_line(self.reader.stats, [w.stats for w in self.workers], extra)
+        return render(self.snapshot())
 
     def _install_signals(self) -> None:
         # The handlers take no lock: Python runs them in the main thread between two
@@ -171,7 +162,7 @@ class Collector:
         all_delivered = True
         for w in self.workers:
             ok = w.drain(max(0.0, deadline - time.monotonic()))
-            if w.stats.failed and self.quiet_stop and w.sink.name == "stdout":
+            if isinstance(w.error, OutputClosed):
                 continue
             all_delivered = all_delivered and ok
         if not self.quiet_stop:
@@ -181,6 +172,12 @@ class Collector:
             raise err if isinstance(err, CollectorError) else CollectorError(f"reader failed: {err}")
         if self.quiet_stop:
             return 0
+        failed = [w for w in self.workers
+                  if w.error is not None and not isinstance(w.error, OutputClosed)]
+        if failed:  # errors.py: a sink that failed fatally, at start or while running, is exit 4
+            print(f"collector: sink {', '.join(w.sink.name for w in failed)} failed; events "
+                  "not delivered are on the stats line", file=sys.stderr, flush=True)
+            return failed[0].error.exit_code if failed[0].error is not None else SinkError.exit_code
         if not all_delivered:
             lost = sum(w.stats.queued - w.stats.written for w in self.workers)
             print(f"collector: {lost} events were not delivered (see the stats line)",
@@ -189,4 +186,4 @@ class Collector:
         return 0
 
 
-__all__ = ["BrokenPipe", "Collector", "SinkError", "build_sinks"]
+__all__ = ["Collector", "SinkError", "build_sinks"]

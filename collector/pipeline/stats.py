@@ -1,13 +1,29 @@
-"""Counters for every stage, and the one-line summary printed on stderr.
+"""The one set of counters of the pipeline, its snapshot, and the one-line
+summary printed on stderr.
 
 Each counter has one writer thread (the reader, or one sink's worker), so
-plain integer updates are enough under the GIL; readers only print them.
+plain integer updates are enough under the GIL; readers only look at them.
+Anything that reports counters (the stats line, a metrics endpoint) reads
+them through `Collector.snapshot()` → `Snapshot`, so they cannot drift:
+
+    Snapshot
+      .reader   ReaderStats: records (raw, from the ring buffer), kernel_drops
+                {kind: n}, execs, exits, forks, procfs, filtered, decode_errors
+      .sinks    [SinkCounters]: name, queued, written, batches, retries,
+                dropped {reason: n}, queue_depth, failed, extra (the sink's own
+                integer counters from health(), e.g. acked, rotations)
+      .enrich   {name: n} from the process cache: cache (entries), evictions,
+                released, ... plus the encoders' fallbacks (avro_fallbacks)
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.export.contract import Sink
 
 
 @dataclass
@@ -30,7 +46,7 @@ class ReaderStats:
 
 @dataclass
 class SinkStats:
-    """One sink's queue, batches, retries and drops."""
+    """One sink's queue, batches, retries and drops (written by its worker)."""
 
     name: str
     queued: int = 0  # accepted into the sink's queue
@@ -46,17 +62,74 @@ class SinkStats:
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
+    @property
+    def undelivered(self) -> int:
+        """Queued but neither written nor dropped by a counted reason."""
+        return self.queued - self.written - self.dropped_total
 
-def summary_line(reader: ReaderStats, sinks: list[SinkStats], extra: dict[str, int] | None = None) -> str:
-    """e.g. `stats: kernel records=4002 drops=0 | exec=2000 exit=2001 fork=1 ... | stdout written=4001 ...`"""
+    def take_give_ups(self, sink: Sink) -> None:
+        """Items the sink gave up (Sink.give_up) count as dropped, not written."""
+        for reason, n in sink.give_ups.take().items():
+            self.dropped[reason] += n
+            self.written -= n
+
+    def refresh_extra(self, sink: Sink) -> None:
+        """Copy the sink's own integer counters (rotations, acked, ...), after every
+        batch: a stale copy would show Kafka's acked= behind written=."""
+        try:
+            health = sink.health()
+        except Exception:
+            return
+        self.extra = {k: v for k, v in health.items()
+                      if isinstance(v, int) and not isinstance(v, bool)}
+
+
+@dataclass(frozen=True)
+class SinkCounters:
+    """A copy of one sink's counters at one moment."""
+
+    name: str
+    queued: int
+    written: int
+    batches: int
+    retries: int
+    dropped: dict[str, int]
+    queue_depth: int
+    failed: str | None
+    extra: dict[str, int]
+
+    @classmethod
+    def of(cls, s: SinkStats) -> SinkCounters:
+        return cls(s.name, s.queued, s.written, s.batches, s.retries, dict(s.dropped),
+                   s.queue_depth, s.failed, dict(s.extra))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every counter at one moment; see the module docstring."""
+
+    reader: ReaderStats
+    sinks: list[SinkCounters]
+    enrich: dict[str, int]
+
+
+def snapshot(reader: ReaderStats, sinks: list[SinkStats],
+             enrich: dict[str, int] | None = None) -> Snapshot:
+    copy = ReaderStats(**{**reader.__dict__, "kernel_drops": dict(reader.kernel_drops)})
+    return Snapshot(copy, [SinkCounters.of(s) for s in sinks], dict(enrich or {}))
+
+
+def render(snap: Snapshot) -> str:
+    """e.g. `stats: kernel records=4002 drops=0 | exec=2000 exit=2001 ... | stdout written=4001 ...`"""
+    reader = snap.reader
     parts = [
         f"kernel records={reader.records} drops={reader.kernel_dropped}",
         f"events exec={reader.execs} exit={reader.exits} procfs={reader.procfs} "
         f"filtered={reader.filtered} decode_errors={reader.decode_errors}",
     ]
-    if extra:
-        parts.append(" ".join(f"{k}={v}" for k, v in extra.items()))
-    for s in sinks:
+    if snap.enrich:
+        parts.append(" ".join(f"{k}={v}" for k, v in snap.enrich.items()))
+    for s in snap.sinks:
         drops = ",".join(f"{k}:{v}" for k, v in sorted(s.dropped.items())) or "0"
         line = (
             f"{s.name} queued={s.queued} written={s.written} batches={s.batches} "
@@ -69,3 +142,12 @@ def summary_line(reader: ReaderStats, sinks: list[SinkStats], extra: dict[str, i
             line += f" FAILED({s.failed})"
         parts.append(line)
     return "stats: " + " | ".join(parts)
+
+
+def summary_line(reader: ReaderStats, sinks: list[SinkStats],
+                 extra: dict[str, int] | None = None) -> str:
+    return render(snapshot(reader, sinks, extra))
+
+
+__all__ = ["ReaderStats", "SinkCounters", "SinkStats", "Snapshot", "render", "snapshot",
+           "summary_line"]

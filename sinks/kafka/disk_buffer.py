@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import SinkError, UsageError
-from sinks.base import TransientSinkError
+from collector.export import TransientSinkError
 
 FILE_NAME = "kafka-buffer.sqlite3"
 BUSY_TIMEOUT_MS = 10_000

@@ -1,8 +1,9 @@
-"""An in-memory sink: the stand-in for tests of the pipeline itself.
+"""An in-memory sink: the stand-in for tests of the pipeline itself (and of
+sinks' users).
 
 It can be told to fail: the first `fail_times` write_batch calls raise
-`error` (transient by default), which is how retry and drop policies are
-tested without a real outage.
+`error` (transient by default; -1 = always), which is how retry and drop
+policies are tested without a real outage.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sinks.base import Event, Sink, TransientSinkError
+from collector.export.contract import Event, Sink, TransientSinkError
 
 
 class MemorySink(Sink):
+    """Keeps what it is given in `events`; see the module docstring."""
+
+    name = "memory"
+
     def __init__(
         self,
         name: str = "memory",
@@ -24,7 +29,8 @@ class MemorySink(Sink):
         delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.events: list[Event] = []
+        super().__init__({})
+        self.events: list[Any] = []
         self.batches = 0
         self.fail_times = fail_times
         self.error = error or TransientSinkError("injected failure")

@@ -1,0 +1,186 @@
+"""One librdkafka producer and its delivery rounds: produce every message,
+wait for every report (or a cancel), classify them (delivery.classify).
+
+The producer's lifecycle is here too: librdkafka's background errors
+(error_cb: unreachable, authentication, TLS; each said once per 30 s, with
+secrets removed), and a new producer after a fatal error (the idempotence
+state is then lost and the old one unusable). `producer_factory` is the
+confluent_kafka.Producer; tests pass a fake with produce/poll/flush/purge.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from collector.errors import UsageError
+from sinks.kafka.delivery import DROP_REASONS, PENDING, Outcome, classify
+from sinks.kafka.message import Headers, Message
+from sinks.kafka.options import redact
+
+log = logging.getLogger("collector.kafka")
+rdlog = logging.getLogger("collector.kafka.librdkafka")
+
+
+class LibrdkafkaLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """librdkafka's own log lines: debug only (error_cb reports what matters),
+    with secrets removed."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__(rdlog, {})
+        self.secrets = secrets
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if rdlog.isEnabledFor(logging.DEBUG):
+            text = (str(msg) % args) if args else str(msg)
+            rdlog.debug("librdkafka: %s", redact(text, self.secrets))
+
+
+def error_text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.str() if isinstance(arg, KafkaError) else str(arg)
+
+
+class _Round:
+    """The reports of one round, filled in by librdkafka's callbacks."""
+
+    __slots__ = ("refused", "results", "waiting")
+
+    def __init__(self, n: int) -> None:
+        self.results: list[Any] = [PENDING] * n
+        self.waiting = 0
+        self.refused: set[int] = set()  # refused by produce() itself, judged alone
+
+    def report(self, i: int, err: KafkaError | None, _msg: Any) -> None:
+        self.results[i] = err
+        self.waiting -= 1
+
+
+class Rounds:
+    """One producer and the produce-then-wait-for-every-report round."""
+
+    def __init__(self, config: dict[str, str], topic: str, headers: Headers,
+                 secrets: list[str],
+                 producer_factory: Callable[[dict[str, Any]], Any] = Producer) -> None:
+        self.config = config
+        self.topic = topic
+        self.headers = headers
+        self.secrets = secrets
+        self.acked = 0
+        self.resent = 0  # messages re-sent after a failed report
+        self.queue_full_waits = 0
+        self.outage_since: float | None = None
+        self._factory = producer_factory
+        self._fatal: str | None = None
+        self._last_logged: dict[str, float] = {}
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        conf: dict[str, Any] = dict(self.config)
+        conf["error_cb"] = self.on_error
+        conf["logger"] = LibrdkafkaLogger(self.secrets)
+        try:
+            return self._factory(conf)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise UsageError(f"config key kafka.options: "
+                             f"{redact(error_text(exc), self.secrets)}") from None
+
+    # -- errors from librdkafka's background threads -------------------------------------
+
+    def on_error(self, err: KafkaError) -> None:
+        code, text = err.code(), redact(err.str(), self.secrets)
+        if err.fatal():
+            self._fatal = text
+            log.error("kafka: producer fatal error: %s; a new producer takes over", text)
+            return
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+            if self.refused():
+                return  # the consequence of a refusal already reported, not an outage
+            self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events wait "
+                            "and are sent when it answers", self.config["bootstrap.servers"], text)
+        elif code == KafkaError._AUTHENTICATION:
+            self._log_every("auth", 30.0, "kafka: authentication failed: %s; check sasl.mechanism, "
+                            "sasl.username and sasl.password in kafka.options", text)
+        elif code == KafkaError._SSL:
+            self._log_every("ssl", 30.0, "kafka: TLS failed: %s; check ssl.ca.location and the "
+                            "broker's certificate", text)
+        else:
+            self._log_every(err.name(), 30.0, "kafka: %s: %s", err.name(), text)
+
+    def refused(self, within: float = 60.0) -> bool:
+        """The broker answered but refused us (authentication or TLS) lately."""
+        since = time.monotonic() - within
+        return any(self._last_logged.get(k, -1e9) >= since for k in ("auth", "ssl"))
+
+    def _log_every(self, what: str, period: float, fmt: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_logged.get(what, -1e9) >= period:
+            self._last_logged[what] = now
+            log.warning(fmt, *args)
+
+    # -- one round ------------------------------------------------------------------------
+
+    def send(self, items: Sequence[Message], cancel: threading.Event | None = None) -> Outcome:
+        """Produce items and wait for every report (or cancel); classify them."""
+        rnd = self._produce_and_wait(items, cancel)
+        if self._fatal is not None:
+            self._restart_producer()
+        out = classify(rnd.results, rnd.refused)
+        for i in out.alone:
+            err = self._produce_and_wait([items[i]], cancel).results[0]
+            if err is None:
+                out.delivered += 1
+            elif err is not PENDING and DROP_REASONS.get(err.code()) is not None:
+                out.drops.setdefault(DROP_REASONS[err.code()], []).append(i)
+            else:
+                out.retry.append(i)
+                out.errors["cancelled" if err is PENDING else err.name()] += 1
+        self.acked += out.delivered
+        if out.delivered and self.outage_since is not None:
+            log.warning("kafka: delivering again after %.0fs", time.monotonic() - self.outage_since)
+            self.outage_since = None
+            self._last_logged.pop("unreachable", None)
+        return out
+
+    def _produce_and_wait(self, items: Sequence[Message], cancel: threading.Event | None) -> _Round:
+        rnd = _Round(len(items))
+        produce = self.producer.produce
+        for i, msg in enumerate(items):
+            while True:
+                try:
+                    produce(self.topic, msg.value, msg.key, headers=self.headers[msg.event_type],
+                            on_delivery=functools.partial(rnd.report, i))
+                    rnd.waiting += 1
+                    break
+                except BufferError:  # librdkafka's queue is full: wait, never drop
+                    if cancel is not None and cancel.is_set():
+                        break  # stays pending: counted by the caller, never sent
+                    self.queue_full_waits += 1
+                    self.producer.poll(0.1)
+                except KafkaException as exc:  # refused before sending, e.g. too large
+                    rnd.results[i] = exc.args[0]
+                    rnd.refused.add(i)
+                    break
+        while rnd.waiting > 0:
+            if cancel is not None and cancel.is_set():
+                break
+            self.producer.flush(0.5)
+        return rnd
+
+    def _restart_producer(self) -> None:
+        """After a fatal error (idempotence state lost) the producer is unusable."""
+        old, self.producer, self._fatal = self.producer, self._new_producer(), None
+        old.purge()
+        old.flush(0)
+
+    def purge_queued(self) -> None:
+        """Messages not yet sent are never sent (the round was given up on)."""
+        self.producer.purge(in_queue=True, in_flight=False)

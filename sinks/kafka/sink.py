@@ -1,0 +1,132 @@
+"""The Kafka sink as the core sees it: options → encode (message.py) →
+write_batch through one of two paths (direct.py: a delivery round per
+batch; buffered.py: a durable SQLite append, delivered by a sender thread)
+→ delivery rounds on one producer (producer.py), whose reports are
+classified by delivery.py.
+
+An event counts as delivered only when its delivery report says the broker
+has it (acks=all), never when librdkafka merely accepted it. Drops (each
+reported with Sink.give_up and one line naming the fix): too_large (a
+message is tried alone before it is declared too large, since the broker
+rejects whole batches), unknown_topic, not_authorized, invalid_topic,
+buffer_full (disk buffer full under drop-newest/drop-oldest). A full local
+librdkafka queue (BufferError) is waited out: backpressure, not loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from collector.errors import UsageError
+from collector.export import Event, Sink
+from collector.schema import raw_schema
+from sinks.kafka.buffered import BufferedPath
+from sinks.kafka.check import check_reachable, probe_broker
+from sinks.kafka.delivery import why_dropped
+from sinks.kafka.direct import DirectPath
+from sinks.kafka.disk_buffer import DiskBuffer
+from sinks.kafka.message import Framing, Message
+from sinks.kafka.options import OPTIONS, producer_config, secret_values
+from sinks.kafka.producer import Rounds
+
+log = logging.getLogger("collector.kafka")
+
+
+class KafkaSink(Sink):
+    """Events to a Kafka topic, delivered when the broker acknowledges them."""
+
+    name = "kafka"
+    options = OPTIONS
+    pipeline_defaults: ClassVar[Mapping[str, int]] = {"batch_timeout_ms": 0, "batch_events": 1000}
+    listing_order = 2
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        s = self.settings
+        if s["buffer"] == "disk" and not s["buffer_path"]:
+            raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
+                             "(--buffer-path DIR)")
+        self.config = producer_config(s)
+        self.secrets = secret_values(self.config)
+        self.topic = s["topic"]
+        self.framing = Framing(s["format"])
+        self.registry_url = s["schema_registry"] if s["format"] == "avro" else ""
+        self.delivery = Rounds(self.config, self.topic, self.framing.headers(False),
+                               self.secrets)
+        self.drops: Counter[str] = Counter()  # totals, also for health()
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()  # the shutdown deadline passed: stop waiting
+        self.path: DirectPath | BufferedPath
+        if s["buffer"] == "disk":
+            buffer = DiskBuffer(s["buffer_path"], s["buffer_max_bytes"])
+            self.path = BufferedPath(buffer, self.delivery, self._dropped, self._probe)
+        else:
+            self.path = DirectPath(self.delivery, self._dropped, self._probe)
+        self.encode = self.framing.encode  # type: ignore[method-assign]  # a call less per event
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
+        yield check_reachable(options)
+
+    @property
+    def schema_id(self) -> int | None:
+        return self.framing.schema_id
+
+    # -- the Sink interface ---------------------------------------------------------------
+
+    def open(self) -> None:
+        """Runs at start on the main thread (and again on the worker thread if it
+        raised a TransientSinkError): keep it quick."""
+        if self.registry_url and self.framing.schema_id is None:
+            self._register_schema()
+        self.path.open(self.pipeline)
+
+    def encode(self, event: Event) -> Message:
+        return self.framing.encode(event)
+
+    def write_batch(self, batch: Sequence[Any]) -> None:
+        self.path.write_batch(batch, self._cancel)
+
+    def flush(self) -> None:
+        self.path.flush()
+
+    def cancel(self) -> None:
+        """Stop waiting for reports; the messages without one are re-raised as
+        not written (the core counts them as shutdown_timeout drops)."""
+        self._cancel.set()
+
+    def close(self) -> None:
+        self.path.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"acked": self.delivery.acked, "resent": self.delivery.resent,
+                "queue_full_waits": self.delivery.queue_full_waits, **self.path.health()}
+
+    # -- helpers of both paths ------------------------------------------------------------
+
+    def _register_schema(self) -> None:
+        """Register under <topic>-value; unreachable → TransientSinkError, so the
+        core retries opening while events queue; refused → fatal SinkError."""
+        from sinks.schema_registry import SchemaRegistry
+
+        subject = f"{self.topic}-value"
+        self.framing.schema_id = SchemaRegistry(self.registry_url).register(subject, raw_schema())
+        log.info("kafka: schema registered under %s with id %s", subject, self.framing.schema_id)
+        self.delivery.headers = self.framing.headers(True)
+
+    def _probe(self) -> None:
+        probe_broker(self.delivery, self.topic, self.path.where, self.pipeline.when_full)
+
+    def _dropped(self, count: int, reason: str, items: Sequence[Message]) -> None:
+        """Count (Sink.give_up: dropped, not written) and report items given up for
+        a reason, one line per batch. The worker's thread or the sender's."""
+        with self._lock:
+            self.drops[reason] += count
+        self.give_up(count, reason)
+        largest = max((len(i.value) for i in items), default=0)
+        log.error("kafka: dropped %d events: %s", count,
+                  why_dropped(reason, self.topic, largest, self.pipeline.when_full))

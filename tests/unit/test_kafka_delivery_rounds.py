@@ -1,0 +1,125 @@
+"""The Kafka sink's delivery layers without a broker: delivery.classify on
+report codes, and producer.Rounds against a fake producer that answers each
+message with a scripted report (the real broker's behaviour is tested in
+tests/test_kafka_*.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from sinks.kafka.delivery import PENDING, classify
+from sinks.kafka.message import Framing, Message
+from sinks.kafka.producer import Rounds
+
+TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE
+TIMED_OUT = KafkaError._MSG_TIMED_OUT
+
+
+def test_classify_sorts_every_report() -> None:
+    out = classify([None, KafkaError(TIMED_OUT), KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART),
+                    PENDING, KafkaError(TOO_LARGE), None])
+    assert out.delivered == 2
+    assert out.retry == [1, 3]
+    assert out.drops == {"unknown_topic": [2]}
+    assert out.alone == [4]  # a size error on a batch: tried by itself first
+    assert out.errors == {"_MSG_TIMED_OUT": 1}
+
+
+def test_classify_a_size_error_alone_or_refused_is_final() -> None:
+    assert classify([KafkaError(TOO_LARGE)]).drops == {"too_large": [0]}
+    assert classify([None, KafkaError(TOO_LARGE)], refused={1}).drops == {"too_large": [1]}
+
+
+class FakeProducer:
+    """produce/poll/flush/purge; `answer(value)` is the report's error code (or None);
+    the first `full` produce() calls raise BufferError (librdkafka's queue full)."""
+
+    def __init__(self, conf: dict[str, Any], answer: Callable[[bytes], int | None],
+                 full: int = 0) -> None:
+        self.conf = conf
+        self.answer = answer
+        self.full = full
+        self.pending: list[tuple[bytes, Callable[..., None]]] = []
+        self.produced: list[bytes] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: Any,
+                on_delivery: Callable[..., None]) -> None:
+        if self.full:
+            self.full -= 1
+            raise BufferError("queue full")
+        self.produced.append(value)
+        self.pending.append((value, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return self.flush(timeout)
+
+    def flush(self, timeout: float = 0) -> int:
+        batch_size = len(self.pending)
+        pending, self.pending = self.pending, []
+        for value, report in pending:
+            code = self.answer(value)
+            # the broker refuses a whole batch with a big one in it, and the big one alone
+            if code is None and batch_size > 1 and any(self.answer(v) == TOO_LARGE
+                                                       for v, _ in pending):
+                code = TOO_LARGE
+            report(None if code is None else KafkaError(code), None)
+        return 0
+
+    def purge(self, **kw: Any) -> None:
+        self.pending = []
+
+
+def rounds(answer: Callable[[bytes], int | None], full: int = 0) -> tuple[Rounds, list[FakeProducer]]:
+    made: list[FakeProducer] = []
+
+    def factory(conf: dict[str, Any]) -> FakeProducer:
+        made.append(FakeProducer(conf, answer, full))
+        return made[-1]
+
+    headers = Framing("json").headers(False)
+    r = Rounds({"bootstrap.servers": "fake:9092"}, "t", headers, [], producer_factory=factory)
+    return r, made
+
+
+def messages(*values: bytes) -> list[Message]:
+    return [Message(v, b"key", "process_exec") for v in values]
+
+
+def test_one_too_large_message_is_dropped_alone_and_the_rest_delivered() -> None:
+    r, made = rounds(lambda v: TOO_LARGE if v == b"big" else None)
+    out = r.send(messages(b"a", b"big", b"c"))
+    # the batch round fails whole; each is then tried alone: two deliver, one is too large
+    assert out.drops == {"too_large": [1]}
+    assert out.delivered == 2 and out.retry == [] and r.acked == 2
+
+
+def test_a_full_local_queue_is_waited_out_not_dropped() -> None:
+    r, made = rounds(lambda v: None, full=3)
+    out = r.send(messages(b"a", b"b"))
+    assert out.delivered == 2 and not out.drops and not out.retry
+    assert r.queue_full_waits == 3
+    assert made[0].produced == [b"a", b"b"]
+
+
+def test_retriable_reports_come_back_by_index_with_their_names() -> None:
+    r, _ = rounds(lambda v: TIMED_OUT if v in (b"b", b"d") else None)
+    out = r.send(messages(b"a", b"b", b"c", b"d"))
+    assert out.retry == [1, 3] and out.delivered == 2
+    assert dict(out.errors) == {"_MSG_TIMED_OUT": 2}
+
+
+def test_message_len_is_what_batch_bytes_counts() -> None:
+    m = Message(b"x" * 100, b"k" * 10, "process_exit")
+    assert len(m) == 110
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_headers_name_the_event_type_and_content_type(fmt: str) -> None:
+    h = Framing(fmt).headers(False)
+    assert set(h) == {"process_exec", "process_exit"}
+    assert h["process_exit"][0] == ("event-type", b"process_exit")
+    assert dict(h["process_exec"])["content-type"].startswith(b"application/")
