@@ -8,6 +8,7 @@ it: `--sink memo` works because its entry point says so.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -27,9 +28,12 @@ def pip(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def memo_installed() -> Iterator[None]:
-    # offline: the venv has setuptools (the test extra), so no build environment is fetched
-    pip("install", "--no-build-isolation", "--no-deps", str(PLUGIN))
+def memo_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # built from a copy (the build leaves files behind); offline: the venv has
+    # setuptools (the test extra), so no build environment is fetched
+    src = tmp_path_factory.mktemp("plugin") / "memo-sink"
+    shutil.copytree(PLUGIN, src)
+    pip("install", "--no-build-isolation", "--no-deps", str(src))
     try:
         yield
     finally:
