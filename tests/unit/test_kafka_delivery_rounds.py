@@ -90,7 +90,7 @@ def messages(*values: bytes) -> list[Message]:
 
 
 def test_one_too_large_message_is_dropped_alone_and_the_rest_delivered() -> None:
-    r, made = rounds(lambda v: TOO_LARGE if v == b"big" else None)
+    r, _ = rounds(lambda v: TOO_LARGE if v == b"big" else None)
     out = r.send(messages(b"a", b"big", b"c"))
     # the batch round fails whole; each is then tried alone: two deliver, one is too large
     assert out.drops == {"too_large": [1]}
