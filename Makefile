@@ -56,3 +56,8 @@ kafka: setup
 
 clean:
 	rm -rf build $(BPF_OBJ) $(VENV)
+
+# The fast tier: no kernel, no broker, no root (tests/unit/); seconds.
+.PHONY: test-unit
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit -q $(ARGS)

@@ -264,9 +264,10 @@ def parse_sink_options(items: Sequence[str], source: str = "--sink-option") -> d
                                  f"{key}.KEY=VALUE")
             out[key] = value.strip()
             continue
-        head, _, sub = key.rpartition(".")
-        if head in known and known[head].type == "table" and sub:
-            out.setdefault(head, {})[sub] = value.strip()
+        table = next((k for k, o in known.items() if o.type == "table"
+                      and key.startswith(k + ".") and len(key) > len(k) + 1), None)
+        if table is not None:  # NAME.TABLE.SUBKEY: the subkey may itself have dots
+            out.setdefault(table, {})[key[len(table) + 1:]] = value.strip()
             continue
         section = key.partition(".")[0]
         if section not in sink_names():

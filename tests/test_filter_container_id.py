@@ -7,7 +7,6 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from collector.filter import container_id
 from tests.test_enrich_containers import CG2
 from tests.test_filter_rules import TRUE, run, run_filtered, types_of
 
@@ -38,14 +37,3 @@ def test_deny_a_container_by_short_id(tmp_path: Path) -> None:
         ("process_exec", None), ("process_exec", other), ("process_exit", other)]
     assert types_of(events, host) == ["process_exec", "process_exit"]
 
-
-def test_any_container_or_host() -> None:
-    def ev(cid: str | None) -> dict[str, object]:
-        return {"process": {"container_id": cid}}
-
-    inside, host = container_id.build("k", True), container_id.build("k", False)
-    prefixes = container_id.build("k", ["ab", "cd"])
-    assert [inside(ev("ab" * 32)), inside(ev(None))] == [True, False]
-    assert [host(ev("ab" * 32)), host(ev(None))] == [False, True]
-    assert [prefixes(ev("cd" * 32)), prefixes(ev("ef" * 32)), prefixes(ev(None))] == [
-        True, False, False]

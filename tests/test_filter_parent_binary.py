@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.filter import parent_binary
 from tests.test_filter_rules import TRUE, run, run_filtered, types_of
 
 
@@ -21,8 +20,3 @@ def test_allow_children_of_bash(tmp_path: Path) -> None:
     assert types_of(events, bash) == []  # bash's own parent is python
     assert types_of(events, direct) == []
 
-
-def test_no_parent_never_matches() -> None:
-    rule = parent_binary.build("k", ".*")
-    assert not rule({"parent": None})
-    assert rule({"parent": {"binary": ""}})

@@ -13,7 +13,7 @@ import orjson
 
 from collector.encode.json import encode_json_line, json_ready, json_record
 from collector.schema import SharedRecord
-from tests.test_encode_avro_fast import DEEP, EVENTS, make_events, variants
+from tests.unit.test_encode_avro_fast import DEEP, EVENTS, make_events, variants
 
 
 def reference(event: dict[str, Any]) -> bytes:
@@ -109,7 +109,7 @@ def test_a_line_holds_its_length_not_orjsons_buffer() -> None:
 _BATCHES = """
 import resource, sys
 sys.path.insert(0, {root!r})
-from tests.test_encode_avro_fast import make_events
+from tests.unit.test_encode_avro_fast import make_events
 from collector.encode.json import encode_json_line
 # 1000 events with lines of about 1 KB (argv cut short)
 events = [dict(e, process=dict(e["process"], args=e["process"]["args"][:3]),
@@ -143,7 +143,7 @@ def test_batches_of_lines_do_not_fault_their_memory_in_again() -> None:
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the checkout
     out = subprocess.run([sys.executable, "-c", _BATCHES.format(root=root)],
                          capture_output=True, text=True, check=True, cwd=root)
     faults = int(out.stdout.split()[-1])
