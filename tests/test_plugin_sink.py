@@ -107,3 +107,29 @@ def test_plugin_options_from_the_environment_and_unknown_keys(memo_installed: No
                              text=True, check=False)
     assert missing.returncode == 2
     assert "config key memo.path: required with --sink memo" in missing.stderr
+
+
+def test_a_sink_that_fails_for_good_while_running_exits_4(memo_installed: None,
+                                                        tmp_path: Path) -> None:
+    """errors.py: a sink that failed fatally is exit 4, at start or while running; the
+    other sinks go on until the stop."""
+    out = tmp_path / "fatal.jsonl"
+    with CollectorProcess("--sink", "memo", "--sink", "stdout", "--sink-option",
+                          f"memo.path={out}", "--sink-option", "memo.fatal_after=1",
+                          "--sink-option", "memo.batch_timeout_ms=0") as c:
+        c.wait_attached()
+        for i in range(5):
+            subprocess.run(["/bin/true", "memo-fatal", str(i)], check=True)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert c.proc.poll() is None  # stdout still works: the collector goes on
+        assert c.stop() == 4, c.stderr
+    assert [s for s in c.stderr_lines if s.startswith("collector: sink memo stopped: ")] == [
+        "collector: sink memo stopped: memo sink: injected fatal failure; fix: none, it is "
+        "a test"]
+    line = c.stats_line()
+    assert "FAILED(memo sink: injected fatal failure" in line
+    assert stat_value(line, "dropped", "stdout") == 0
+    stdout_pids = {e["process"]["args"][2] for e in c.events()
+                   if e["process"]["args"][:2] == ["/bin/true", "memo-fatal"]}
+    assert stdout_pids == {str(i) for i in range(5)}  # every event still reached stdout

@@ -2,7 +2,9 @@
 
 It stands for a third-party plugin: it imports only collector.export, and
 its first `fail_first` batches raise TransientSinkError, so a test can see
-the core (not the plugin) retry them.
+the core (not the plugin) retry them; after `fatal_after` batches it fails
+for good (SinkError), so a test can see the exit code of a sink that fails
+while running.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class MemoSink(Sink):
         Option("path", "str", "", "file the events are appended to", required=True),
         Option("fail_first", "int", 0, "batches that fail before any is written",
                unit="batches", minimum=0),
+        Option("fatal_after", "int", 0, "after this many batches written, fail for good "
+               "(0 = never)", unit="batches", minimum=0),
     )
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -30,6 +34,8 @@ class MemoSink(Sink):
         self.path = self.settings["path"]
         self.failures_left = self.settings["fail_first"]
         self.failed = 0
+        self.fatal_after = self.settings["fatal_after"]
+        self.written_batches = 0
         self._fd: int | None = None
 
     def open(self) -> None:
@@ -46,8 +52,11 @@ class MemoSink(Sink):
             self.failures_left -= 1
             self.failed += 1
             raise TransientSinkError(f"memo sink: injected failure {self.failed}")
+        if self.fatal_after and self.written_batches >= self.fatal_after:
+            raise SinkError("memo sink: injected fatal failure; fix: none, it is a test")
         assert self._fd is not None
         os.write(self._fd, b"".join(batch))
+        self.written_batches += 1
 
     def close(self) -> None:
         if self._fd is not None:
