@@ -44,7 +44,9 @@ def cli() -> None:
               help="Print counters on stderr every N seconds. Env: COLLECTOR_STATS_INTERVAL.")
 @click.option("--node", default=None, help="Node name in events (default: host name).")
 @click.option("--args-max", type=int, default=None,
-              help="argv bytes captured per exec (default 16384, max 32767).")
+              help="argv bytes captured per exec (default "
+              f"{cfgmod.BY_KEY['capture.args_max_bytes'].default}, max "
+              f"{cfgmod.BY_KEY['capture.args_max_bytes'].maximum:.0f}).")
 @click.option("--file-path", default=None, help="File sink: output file. Env: COLLECTOR_FILE_PATH.")
 @click.option("--file-format", type=click.Choice(["jsonl", "avro"]), default=None,
               help="File sink: jsonl (default) or avro.")

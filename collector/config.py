@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import UsageError
+from collector.probe.layout import ARGS_MAX_LIMIT
 
 SINK_NAMES = ("stdout", "file", "kafka")
 POLICIES = ("block", "drop-newest", "drop-oldest")
@@ -107,7 +108,7 @@ OPTIONS: list[Option] = [
     Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf)",
            choices=("core",)),
     Option("capture.args_max_bytes", "int", 16384, "argv bytes captured per exec; longer argv "
-           "is cut and flagged args_truncated", minimum=1, maximum=32767),
+           "is cut and flagged args_truncated", minimum=1, maximum=ARGS_MAX_LIMIT),
     Option("capture.ring_buffer_bytes", "int", 16 << 20, "kernel ring buffer size (bytes, a "
            "power of two)", check=_power_of_two_pages),
     Option("capture.wakeup_bytes", "int", 256 << 10, "wake the reader early once this many "
