@@ -55,6 +55,7 @@ class CoreProbe:
         obj_path: Path | None = None,
         variants: dict[str, str] | None = None,
         btf_path: Path | None = None,
+        exit_claims_max: int = EXIT_CLAIMS_MAX,
     ) -> None:
         self.args_max = args_max if args_max is not None else _default("capture.args_max_bytes")
         if not 0 < self.args_max <= ARGS_MAX_LIMIT:
@@ -67,6 +68,7 @@ class CoreProbe:
         self.obj_path = obj_path or object_path()
         self.btf_path = btf_path or features.btf_path()
         self._forced = variants
+        self.exit_claims_max = exit_claims_max
         self.variants: Variants | None = None  # known after start()
         self._obj = 0
         self._links: list[int] = []
@@ -115,7 +117,7 @@ class CoreProbe:
         self._size("exec_scratch", self._ncpu)
         self._size("events", self.ring_buffer_bytes,
                    f"sizing the ring buffer to {self.ring_buffer_bytes} bytes (a power of two pages)")
-        self._size("exit_claims", EXIT_CLAIMS_MAX if variants.exit == "claim" else 1)
+        self._size("exit_claims", self.exit_claims_max if variants.exit == "claim" else 1)
         rodata.write_settings(self._obj, {
             "cfg.args_max": self.args_max,
             "cfg.wakeup_bytes": self.wakeup_bytes,
