@@ -72,8 +72,8 @@ def _try_load() -> tuple[bool, str]:
     probe = CoreProbe()
     try:
         probe.start()
-        return True, f"probes: loaded and attached ({', '.join(probe.variants.programs())})" \
-            if probe.variants else "probes: loaded and attached"
+        programs = probe.variants.programs() if probe.variants else ()
+        return True, f"probes: loaded and attached ({', '.join(programs)})"
     except CollectorError as exc:
         return False, f"probes: {exc}"
     finally:

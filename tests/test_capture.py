@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro.validation
+import orjson
 import pytest
 
 from collector.schema import parsed_schema, timestamp_paths
@@ -31,10 +32,24 @@ SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 PYTHON = os.path.realpath(sys.executable)
 
 
-@pytest.fixture(scope="module")
-def collector() -> Iterator[CollectorProcess]:
-    with CollectorProcess("--stats-interval", "0") as c:
+# The programs this kernel gets, and the ones older kernels get (forced
+# through the loader's knob): every capture test below runs against both.
+VARIANTS = {
+    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop",
+                            {"handle_exit", "handle_exec", "handle_fork"}),
+    "claim+bounded": ("exit=claim,paths=bounded",
+                      {"handle_exit_claim", "release_exit_claim", "handle_exec_bounded",
+                       "handle_fork"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def collector(request: pytest.FixtureRequest) -> Iterator[CollectorProcess]:
+    forced, programs = VARIANTS[request.param]
+    with CollectorProcess("--stats-interval", "0",
+                          env={"PROCESS_COLLECTOR_BPF_VARIANTS": forced}) as c:
         c.wait_attached()
+        assert loaded_programs(c.proc.pid) == programs
         yield c
         assert c.stop(signal.SIGINT) == 0, c.stderr
         events = c.events()
@@ -42,6 +57,27 @@ def collector() -> Iterator[CollectorProcess]:
         for event in events:
             _validate(event)
         assert stat_value(c.stats_line(), "drops") == 0
+
+
+def loaded_programs(pid: int) -> set[str]:
+    """Names of the BPF programs a process holds (its fds, then bpftool by id)."""
+    ids = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-prog":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        ids += [line.split()[1] for line in info.splitlines() if line.startswith("prog_id:")]
+    names = set()
+    for prog_id in ids:
+        out = subprocess.run(["bpftool", "prog", "show", "id", prog_id, "-j"], check=True,
+                             capture_output=True).stdout
+        names.add(orjson.loads(out)["name"])
+    # the kernel keeps 15 characters of a program's name
+    full = {n for _, progs in VARIANTS.values() for n in progs}
+    return {next((f for f in full if f[:15] == n), n) for n in names}
 
 
 def _rfc3339_to_ns(value: str) -> int:
@@ -357,7 +393,6 @@ def test_kernel_drops_are_counted(tmp_path: Path) -> None:
     stats = [line for line in err.decode().splitlines() if line.startswith("stats:")][-1]
     drops = stat_value(stats, "drops")
     ours = {p: 0 for p in pids}
-    import orjson
 
     for line in out.splitlines():
         event = orjson.loads(line)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,11 +143,11 @@ def detect(path: Path | None = None) -> KernelFeatures:
         )
 
 
-def _probe(rc: int, from_btf: object) -> bool:
+def _probe(rc: int, from_btf: Callable[[], bool]) -> bool:
     """A probe's answer; when it cannot tell (rc < 0: no privileges), what BTF says."""
     if rc >= 0:
         return rc > 0
-    return bool(from_btf())  # type: ignore[operator]
+    return from_btf()
 
 
 def _enum_has(btf: Btf, enum: str, name: str) -> bool:
