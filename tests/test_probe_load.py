@@ -75,6 +75,14 @@ def test_a_5_10_exit_tracepoint_gets_the_claim_program(tmp_path: Path) -> None:
     assert new.exit_group_dead
 
 
+def test_a_kernel_before_5_8_is_told_about_the_ring_buffer() -> None:
+    """No kernel here lacks it: the line itself, from the facts detect() would find on 5.4."""
+    old = features.KernelFeatures("5.4.0-150-generic", features.DEFAULT_BTF_PATH, ringbuf=False,
+                                  tracepoints=dict.fromkeys(features.TRACEPOINTS, True))
+    assert old.problems() == ["BPF ring buffer: not supported by Linux 5.4.0-150-generic (it "
+                              "needs 5.8+; the collector supports 5.10 and later)"]
+
+
 def test_check_names_each_missing_feature_in_one_line(tmp_path: Path) -> None:
     no_btf = check({features.BTF_ENV: str(tmp_path / "no-such-btf")})
     assert no_btf.returncode != 0
