@@ -23,6 +23,7 @@ import fastavro.validation
 import orjson
 import pytest
 
+from collector.probe import layout
 from collector.schema import parsed_schema, timestamp_paths
 from tests.helpers import CollectorProcess, stat_value, wait_for
 
@@ -276,6 +277,53 @@ def test_paths_across_mounts(collector: CollectorProcess, tmp_path: Path) -> Non
         assert ex["process"]["cwd"] == str(mnt / "a" / "b")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def _deep_dir(top: Path, names: list[str]) -> int:
+    """mkdir top/names[0]/names[1]/...; a directory fd of the deepest (paths beyond PATH_MAX
+    cannot be opened by name)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for name in names:
+        os.mkdir(name, dir_fd=fd)
+        deeper = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    return fd
+
+
+def _exec_in(collector: CollectorProcess, fd: int) -> dict[str, Any]:
+    child = spawn([TRUE, "deep"], pass_fds=(fd,), preexec_fn=lambda: os.fchdir(fd))
+    assert child.wait() == 0
+    os.close(fd)
+    ex, _ = one_exec(collector, child.pid)
+    assert ex["process"]["binary"] == TRUE and ex["process"]["args"] == [TRUE, "deep"]
+    assert ex["process"]["args_truncated"] is False
+    return ex
+
+
+def test_deep_cwd_is_cut_at_the_walk_depth(collector: CollectorProcess, tmp_path: Path) -> None:
+    """More components than the walk takes: the innermost ones, flagged truncated."""
+    depth = layout.RecordLimits.PATH_DEPTH_MAX
+    names = [f"d{i}" for i in range(depth + 16)]
+    ex = _exec_in(collector, _deep_dir(tmp_path, names))
+    assert ex["process"]["cwd"] == "/" + "/".join(names[-depth:])
+    assert "truncated" in ex["process"]["flags"]
+
+
+def test_long_cwd_is_cut_at_the_path_budget(collector: CollectorProcess, tmp_path: Path) -> None:
+    """Path text beyond the record's budget: the components that fit, flagged truncated."""
+    names = [f"{i:03d}" + "n" * 200 for i in range(80)]  # 16 KiB of names in 80 components
+    ex = _exec_in(collector, _deep_dir(tmp_path, names))
+    off = sum(len(c) + 1 for c in TRUE.encode().split(b"/") if c)  # the binary's components
+    kept: list[str] = []
+    for name in reversed(names):
+        if off >= layout.RecordLimits.PATH_BUDGET:
+            break
+        kept.insert(0, name)
+        off += len(name) + 1
+    assert len(kept) < len(names)
+    assert ex["process"]["cwd"] == "/" + "/".join(kept)
+    assert "truncated" in ex["process"]["flags"]
 
 
 def test_failed_exec_gives_no_event(collector: CollectorProcess, tmp_path: Path) -> None:
