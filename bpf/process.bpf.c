@@ -389,12 +389,15 @@ int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
  * an exec'ing thread), so a new group that reuses the tgid has a different
  * key even if an old claim were still there.
  *
- * Why the map stays bounded: release_exit_claim deletes the claim when the
- * group leader's task is freed. That happens after release_task() of the
- * leader, which waits until every other thread was released, and each of
- * them was released only after its own exit tracepoint returned. So when
- * the claim goes, no thread of that group can reach this tracepoint again.
- * Claims in the map at any time: groups that are dead but not yet reaped.
+ * Why the map stays bounded: release_exit_claim deletes the claim at
+ * sched_process_free of the group leader. That tracepoint fires from an RCU
+ * callback queued by release_task() of the leader, and a zombie leader is
+ * released only once the thread group is empty (delay_group_leader), that
+ * is once every other thread released itself in exit_notify(), after its
+ * own exit tracepoint had returned. So when the claim goes, no thread of
+ * that group can reach this tracepoint again (and were the key ever looked
+ * up later, it could only match this dead group). Claims in the map at any
+ * time: groups that are dead but not yet reaped, plus an RCU grace period.
  *
  * When the insert fails for another reason (the map is full), the exit is
  * still reported, rather than lost, and counted as DROP_EXIT_CLAIM: a

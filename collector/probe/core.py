@@ -93,6 +93,8 @@ class CoreProbe:
         if missing:
             raise ProbeError(f"{missing[0]} (`collector check` lists every missing feature)")
         self.variants = kernel.choose(self._forced)
+        log.debug("Linux %s: loading %s (%s)", kernel.release, ", ".join(self.variants.programs()),
+                  self.variants)
         try:
             self._load(lib, self.variants)
         except BaseException:
