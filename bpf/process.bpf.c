@@ -5,7 +5,17 @@
  *
  * Everything is read at the event, in the kernel: a short-lived process is
  * gone from /proc before user space could look. Kernel structs are read with
- * CO-RE, so the one compiled object runs on any kernel with BTF.
+ * CO-RE, so the one compiled object runs on any kernel with BTF (5.10 on).
+ *
+ * Where kernels differ, the object carries alternative programs and user
+ * space picks one of each pair before load (bpf_program__set_autoload, from
+ * the running kernel's BTF and feature probes: collector/probe/features.py):
+ *   exec: handle_exec (paths walked with bpf_loop, 5.17+) or
+ *         handle_exec_bounded (a bounded loop the 5.10 verifier accepts);
+ *   exit: handle_exit (the tracepoint's group_dead argument, recent kernels)
+ *         or handle_exit_claim + release_exit_claim (older kernels).
+ * A program that is not loaded is never verified, so a construct an old
+ * verifier refuses may live in the program it does not load.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,17 +26,14 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define SIGNAL_GROUP_EXIT 0x00000004
+#define EEXIST 17
 
 /* struct mount embeds the struct vfsmount that paths point to */
 #define real_mount(vfsmnt) \
 	((struct mount *)((void *)(vfsmnt) - bpf_core_field_offset(struct mount, mnt)))
 
-const volatile struct collector_config cfg = {
-	.args_max = 16384,
-	.wakeup_bytes = 1 << 20,
-	.self_tgid = 0,
-	.ignore_self = 0,
-};
+/* Every field is written by user space before load (defaults: collector/config.py). */
+const volatile struct collector_config cfg = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -60,6 +67,23 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } ignored SEC(".maps");
+
+/*
+ * Exit claims (kernels without group_dead): see handle_exit_claim. Sized by
+ * user space: a real size only when the claim programs are loaded.
+ */
+struct exit_claim {
+	__u32 tgid;
+	__u32 pad;
+	__u64 start_ns;    /* the group's start (leader's start_boottime) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct exit_claim);
+	__type(value, __u8);
+} exit_claims SEC(".maps");
 
 static __always_inline void count_drop(__u32 reason)
 {
@@ -121,21 +145,17 @@ struct {
  * One step of a path walk: write one component, or cross one mount.
  * Walks dentries up to the mount root, then crosses to the parent mount,
  * like d_path() but without the helper (bpf_d_path is not allowed on
- * tracepoints).
+ * tracepoints). Returns 1 when the walk is over.
  */
-static long path_step(__u32 i, void *ctx)
+static __always_inline long path_step_body(struct path_walk *w, struct exec_event *e)
 {
-	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
-	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &zero);
-	struct exec_event *e = bpf_map_lookup_elem(&exec_scratch, &cpu);
 	struct dentry *dentry, *mnt_root, *parent;
 	struct mount *mnt, *up;
 	const unsigned char *name;
+	__u64 at;
 	__u32 off;
 	long n;
 
-	if (!w || !e)
-		return 1;
 	/* plain locals: CO-RE relocations must not reach into struct path_walk */
 	dentry = w->dentry;
 	mnt = w->mnt;
@@ -156,7 +176,16 @@ static long path_step(__u32 i, void *ctx)
 	if (off >= PATH_BUDGET)
 		return 1;
 	name = BPF_CORE_READ(dentry, d_name.name);
-	n = bpf_probe_read_kernel_str(&e->data[off & (EXEC_DATA_HALF - 1)], NAME_CAP, name);
+	/*
+	 * Mask in a register right before the call. Without the barrier clang
+	 * drops the mask (the budget check already bounds off) and keeps off in
+	 * a stack slot across the reads above; 6.1's verifier does not carry the
+	 * bound through that spill ("R1 unbounded memory access").
+	 */
+	at = off;
+	asm volatile("" : "+r"(at));
+	at &= EXEC_DATA_HALF - 1;
+	n = bpf_probe_read_kernel_str(&e->data[at], NAME_CAP, name);
 	if (n <= 0)
 		return 1;
 	w->off = off + n;
@@ -164,15 +193,32 @@ static long path_step(__u32 i, void *ctx)
 	return 0;
 }
 
+/* The bpf_loop callback (5.17+): the state lives in maps, looked up per step. */
+static long path_step(__u32 i, void *ctx)
+{
+	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
+	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &zero);
+	struct exec_event *e = bpf_map_lookup_elem(&exec_scratch, &cpu);
+
+	if (!w || !e)
+		return 1;
+	return path_step_body(w, e);
+}
+
 /*
  * Write the components of a path, leaf first, each NUL-terminated, into the
  * CPU's scratch record at off; user space reverses them. Returns the new
  * offset; sets *truncated when the walk did not reach the root.
+ *
+ * bounded=false walks with bpf_loop (one verification of the step);
+ * bounded=true with a plain loop of PATH_DEPTH_MAX steps, which verifiers
+ * before 5.17 accept (they check every iteration). The two produce the same
+ * bytes and flags: the step is the same code.
  */
-static __always_inline __u32 write_path(__u32 off, struct dentry *dentry,
-					struct vfsmount *vfsmnt, bool *truncated)
+static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct dentry *dentry,
+					struct vfsmount *vfsmnt, bool *truncated, bool bounded)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, i;
 	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &zero);
 
 	*truncated = true;
@@ -182,13 +228,19 @@ static __always_inline __u32 write_path(__u32 off, struct dentry *dentry,
 	w->mnt = real_mount(vfsmnt);
 	w->off = off;
 	w->done = 0;
-	bpf_loop(PATH_DEPTH_MAX, path_step, NULL, 0);
+	if (bounded) {
+		for (i = 0; i < PATH_DEPTH_MAX; i++)
+			if (path_step_body(w, e))
+				break;
+	} else {
+		bpf_loop(PATH_DEPTH_MAX, path_step, NULL, 0);
+	}
 	*truncated = !w->done;
 	return w->off;
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+static __always_inline int record_exec(struct task_struct *task, struct linux_binprm *bprm,
+				       bool bounded)
 {
 	struct exec_event *e;
 	const struct cred *cred;
@@ -221,16 +273,16 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 
 	/* binary: the file being executed (after #! resolution) */
 	file = BPF_CORE_READ(bprm, file);
-	off = write_path(0, BPF_CORE_READ(file, f_path.dentry),
-			 BPF_CORE_READ(file, f_path.mnt), &trunc);
+	off = write_path(e, 0, BPF_CORE_READ(file, f_path.dentry),
+			 BPF_CORE_READ(file, f_path.mnt), &trunc, bounded);
 	if (trunc)
 		e->flags |= EXEC_BINARY_TRUNCATED;
 	e->binary_len = off;
 
 	/* cwd */
 	fs = BPF_CORE_READ(task, fs);
-	off = write_path(off, BPF_CORE_READ(fs, pwd.dentry),
-			 BPF_CORE_READ(fs, pwd.mnt), &trunc);
+	off = write_path(e, off, BPF_CORE_READ(fs, pwd.dentry),
+			 BPF_CORE_READ(fs, pwd.mnt), &trunc, bounded);
 	if (trunc)
 		e->flags |= EXEC_CWD_TRUNCATED;
 	e->cwd_len = off - e->binary_len;
@@ -270,15 +322,25 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return record_exec(task, bprm, false);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec_bounded, struct task_struct *task, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	return record_exec(task, bprm, true);
+}
+
+/* Send the exit record of task's thread group (the caller decided it is the one). */
+static __always_inline int record_exit(struct task_struct *task)
 {
 	struct exit_event *e;
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 
-	/* one event per thread group: only its last thread reports */
-	if (!group_dead)
-		return 0;
 	if (is_ignored(tgid)) {
 		bpf_map_delete_elem(&ignored, &tgid);
 		return 0;
@@ -297,6 +359,84 @@ int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
 		e->exit_status = BPF_CORE_READ(task, signal, group_exit_code);
 	e->pad = 0;
 	bpf_ringbuf_submit(e, wakeup_flag());
+	return 0;
+}
+
+/* Kernels whose tracepoint passes group_dead: only the group's last thread reports. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
+{
+	if (!group_dead)
+		return 0;
+	return record_exit(task);
+}
+
+/*
+ * Kernels without group_dead: one exit per thread group by an atomic claim.
+ *
+ * do_exit() runs atomic_dec_and_test(&signal->live) and only later fires
+ * this tracepoint, so `signal->live == 0` alone is not enough: when threads
+ * exit together, several of them can reach the tracepoint after the last
+ * decrement and all see 0. Each of those threads is a correct witness that
+ * the group is dead (live never rises again once it is 0: a thread that
+ * could clone has not decremented yet), but only one may report. So every
+ * witness tries to insert the key (tgid, group start time) with BPF_NOEXIST:
+ * the hash map's insert is atomic, exactly one succeeds and reports, the
+ * others get -EEXIST and stay silent.
+ *
+ * Why a claim can never swallow another process's exit: the key holds the
+ * group's start time (the leader's start_boottime, which de_thread copies to
+ * an exec'ing thread), so a new group that reuses the tgid has a different
+ * key even if an old claim were still there.
+ *
+ * Why the map stays bounded: release_exit_claim deletes the claim at
+ * sched_process_free of the group leader. That tracepoint fires from an RCU
+ * callback queued by release_task() of the leader, and a zombie leader is
+ * released only once the thread group is empty (delay_group_leader), that
+ * is once every other thread released itself in exit_notify(), after its
+ * own exit tracepoint had returned. So when the claim goes, no thread of
+ * that group can reach this tracepoint again (and were the key ever looked
+ * up later, it could only match this dead group). Claims in the map at any
+ * time: groups that are dead but not yet reaped, plus an RCU grace period.
+ *
+ * When the insert fails for another reason (the map is full), the exit is
+ * still reported, rather than lost, and counted as DROP_EXIT_CLAIM: a
+ * second witness of that group may then report it too.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit_claim, struct task_struct *task)
+{
+	struct exit_claim key = {};
+	__u8 one = 1;
+	long err;
+
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	key.tgid = BPF_CORE_READ(task, tgid);
+	key.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	err = bpf_map_update_elem(&exit_claims, &key, &one, BPF_NOEXIST);
+	if (err == -EEXIST)
+		return 0;
+	if (err)
+		count_drop(DROP_EXIT_CLAIM);
+	return record_exit(task);
+}
+
+/*
+ * The group leader's task is being freed: its group's claim can go. Only a
+ * real leader (group_leader == itself): the old leader that de_thread
+ * replaced keeps the tgid but not the leadership, and its group lives on.
+ */
+SEC("tp_btf/sched_process_free")
+int BPF_PROG(release_exit_claim, struct task_struct *task)
+{
+	struct exit_claim key = {};
+
+	if (BPF_CORE_READ(task, group_leader) != task)
+		return 0;
+	key.tgid = BPF_CORE_READ(task, tgid);
+	key.start_ns = BPF_CORE_READ(task, start_boottime);
+	bpf_map_delete_elem(&exit_claims, &key);
 	return 0;
 }
 
@@ -325,5 +465,29 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
 	fill_task_ids(&e->task, child);
 	bpf_ringbuf_submit(e, wakeup_flag());
+	return 0;
+}
+
+/*
+ * Never called, never loaded: its argument puts every struct and enum that
+ * user space mirrors (bpf/process.h) into the object's BTF, including those
+ * the programs only reach through casts, so tests/test_layout.py can check
+ * them all (the alignchecker idea of Tetragon, inside the shipped object).
+ */
+struct abi_types {
+	struct event_header hdr;
+	struct task_ids ids;
+	struct exec_event exec;
+	struct exit_event exit;
+	struct fork_event fork;
+	struct collector_config config;
+	enum event_kind kind;
+	enum exec_flags flags;
+	enum drop_reason drop;
+	enum record_limits limits;
+};
+
+__attribute__((noinline)) int abi_types(struct abi_types *all)
+{
 	return 0;
 }

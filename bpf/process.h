@@ -15,13 +15,19 @@
 
 #define TASK_COMM_LEN 16
 
-/* The variable-length tail of an exec record (binary path, cwd, argv). */
-#define EXEC_DATA_LEN 65536          /* power of two: offsets are masked */
-#define EXEC_DATA_HALF (EXEC_DATA_LEN / 2)
-#define ARGS_CAP 32768               /* captured argv is at most ARGS_CAP - 1 bytes */
-#define PATH_DEPTH_MAX 64            /* path components walked per path */
-#define PATH_BUDGET 12288            /* bytes of path text per record */
-#define NAME_CAP 256                 /* bytes of one path component */
+/*
+ * Sizes of the variable-length tail of an exec record (binary path, cwd,
+ * argv). An enum, not #defines, so the numbers reach the object's BTF and
+ * tests/test_layout.py can compare them with layout.py.
+ */
+enum record_limits {
+	EXEC_DATA_LEN = 65536,       /* power of two: offsets are masked */
+	EXEC_DATA_HALF = EXEC_DATA_LEN / 2,
+	ARGS_CAP = 32768,            /* captured argv is at most ARGS_CAP - 1 bytes */
+	PATH_DEPTH_MAX = 64,         /* path components walked per path */
+	PATH_BUDGET = 12288,         /* bytes of path text per record */
+	NAME_CAP = 256,              /* bytes of one path component */
+};
 
 enum event_kind {
 	EVENT_EXEC = 1,
@@ -42,7 +48,13 @@ enum drop_reason {
 	DROP_EXEC = 0,
 	DROP_EXIT = 1,
 	DROP_FORK = 2,
-	DROP_REASONS = 3,
+	/*
+	 * Not a lost record: an exit reported without a claim, because the
+	 * claim map was full (kernels without group_dead, see handle_exit_claim).
+	 * Another thread of that group may report the same exit again.
+	 */
+	DROP_EXIT_CLAIM = 3,
+	DROP_REASONS = 4,
 };
 
 struct event_header {
@@ -95,7 +107,11 @@ struct fork_event {
 	struct task_ids task;   /* the child */
 };
 
-/* Read-only settings, written by user space before load. */
+/*
+ * Read-only settings, written by user space before load, field by field at
+ * the offsets the object's BTF gives (collector/probe/rodata.py), so a new
+ * `const volatile` in the object never shifts or clobbers them.
+ */
 struct collector_config {
 	__u32 args_max;    /* argv bytes to capture, <= ARGS_CAP */
 	__u32 wakeup_bytes;/* wake the reader once this much data is queued */

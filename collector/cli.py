@@ -88,7 +88,9 @@ _SINK_FLAGS = _sink_flags()
               help="Print counters on stderr every N seconds. Env: COLLECTOR_STATS_INTERVAL.")
 @click.option("--node", default=None, help="Node name in events (default: host name).")
 @click.option("--args-max", type=int, default=None,
-              help="argv bytes captured per exec (default 16384, max 32767).")
+              help="argv bytes captured per exec (default "
+              f"{cfgmod.BY_KEY['capture.args_max_bytes'].default}, max "
+              f"{cfgmod.BY_KEY['capture.args_max_bytes'].maximum:.0f}).")
 @click.option("--procfs-events/--no-procfs-events", default=None,
               help="Emit a process_exec (flag procfs) for each process running at start "
               "(default on; the cache is seeded either way).")

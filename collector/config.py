@@ -39,6 +39,7 @@ from collector.export.options import (
 )
 from collector.export.policy import PipelineSettings
 from collector.export.registry import builtin_names, listed, sink_class, sink_names
+from collector.probe.layout import ARGS_MAX_LIMIT
 
 log = logging.getLogger("collector.config")
 
@@ -66,7 +67,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf)",
            choices=("core",)),
     Option("capture.args_max_bytes", "int", 16384, "argv bytes captured per exec; longer argv "
-           "is cut and flagged args_truncated", minimum=1, maximum=32767),
+           "is cut and flagged args_truncated", minimum=1, maximum=ARGS_MAX_LIMIT),
     Option("capture.ring_buffer_bytes", "int", 16 << 20, "kernel ring buffer size (bytes, a "
            "power of two)", check=_power_of_two_pages),
     Option("capture.wakeup_bytes", "int", 256 << 10, "wake the reader early once this many "
@@ -97,6 +98,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("redact.defaults", "bool", True, "also apply the built-in patterns (--password=..., "
            "token=..., ...)"),
 )
+
+#: the core options by key (defaults have one owner: this table)
+BY_KEY: dict[str, Option] = {o.key: o for o in CORE_OPTIONS}
 
 
 def _core_options(sinks: tuple[str, ...]) -> list[Option]:

@@ -9,7 +9,9 @@ import ctypes
 from collections.abc import Iterator
 
 from collector.config import Config
-from collector.probe.core import BTF_PATH, object_path
+from collector.errors import CollectorError
+from collector.probe import features
+from collector.probe.core import object_path
 from collector.probe.libbpf import LIBBPF_NAME
 from collector.probe.privileges import missing_privileges
 
@@ -17,35 +19,60 @@ from collector.probe.privileges import missing_privileges
 def run_checks(cfg: Config | None = None) -> Iterator[tuple[bool, str]]:
     problem = missing_privileges()
     yield (problem is None, problem or "privileges: can load tracing BPF programs")
-    if BTF_PATH.exists():
-        yield True, f"BTF: {BTF_PATH}"
-    else:
-        yield False, (f"BTF: {BTF_PATH} missing; the kernel needs CONFIG_DEBUG_INFO_BTF=y for "
-                      "the CO-RE backend")
     try:
         ctypes.CDLL(LIBBPF_NAME)
         yield True, f"libbpf: {LIBBPF_NAME} loads"
     except OSError as exc:
         yield False, f"libbpf: {LIBBPF_NAME} not loadable ({exc}); apt-get install libbpf1"
+        return
+    kernel_ok = True
+    for ok, line in kernel_checks():
+        kernel_ok &= ok
+        yield ok, line
     obj = object_path()
     if obj.exists():
         yield True, f"BPF object: {obj}"
     else:
         yield False, f"BPF object: {obj} missing; build it with `make setup`"
-    if problem is None and BTF_PATH.exists() and obj.exists():
+    if problem is None and kernel_ok and obj.exists():
         yield _try_load()
     if cfg is not None:
         yield from _sink_checks(cfg)
 
 
+def kernel_checks() -> Iterator[tuple[bool, str]]:
+    """One line per kernel feature the probes need, then the programs this kernel gets."""
+    kernel = features.detect()
+    problems = kernel.problems()
+    for line in problems:
+        yield False, line
+    if kernel.btf_error is not None:
+        return
+    if not problems:
+        yield True, (f"kernel: Linux {kernel.release}, BTF at {kernel.btf_path}, BPF ring buffer, "
+                     f"tracepoints {', '.join(features.TRACEPOINTS)}")
+    try:
+        variants = kernel.choose()
+    except CollectorError as exc:
+        yield False, f"variants: {exc}"
+        return
+    why = {"group_dead": "the exit tracepoint passes group_dead",
+           "claim": "no group_dead: one claim per thread group",
+           "bpf_loop": "bpf_loop available", "bounded": "no bpf_loop: bounded loops"}
+    forced = features.forced_variants()
+    notes = [f"{k}={v} ({'forced by ' + features.VARIANTS_ENV if k in forced else why[v]})"
+             for k, v in (("exit", variants.exit), ("paths", variants.paths))]
+    yield True, f"variants: {'; '.join(notes)}; programs {', '.join(variants.programs())}"
+
+
 def _try_load() -> tuple[bool, str]:
-    from collector.errors import CollectorError
     from collector.probe.core import CoreProbe
 
     probe = CoreProbe()
     try:
         probe.start()
-        return True, "probes: loaded and attached (exec, exit, fork)"
+        programs = probe.variants.programs() if probe.variants else ()
+        return True, f"probes: loaded and attached ({', '.join(programs)})"
     except CollectorError as exc:
         return False, f"probes: {exc}"
     finally:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro.validation
+import orjson
 import pytest
 
+from collector.probe import layout
 from collector.schema import parsed_schema, timestamp_paths
 from tests.helpers import CollectorProcess, stat_value, wait_for
 
@@ -31,10 +33,24 @@ SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 PYTHON = os.path.realpath(sys.executable)
 
 
-@pytest.fixture(scope="module")
-def collector() -> Iterator[CollectorProcess]:
-    with CollectorProcess("--stats-interval", "0") as c:
+# The programs this kernel gets, and the ones older kernels get (forced
+# through the loader's knob): every capture test below runs against both.
+VARIANTS = {
+    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop",
+                            {"handle_exit", "handle_exec", "handle_fork"}),
+    "claim+bounded": ("exit=claim,paths=bounded",
+                      {"handle_exit_claim", "release_exit_claim", "handle_exec_bounded",
+                       "handle_fork"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def collector(request: pytest.FixtureRequest) -> Iterator[CollectorProcess]:
+    forced, programs = VARIANTS[request.param]
+    with CollectorProcess("--stats-interval", "0",
+                          env={"PROCESS_COLLECTOR_BPF_VARIANTS": forced}) as c:
         c.wait_attached()
+        assert loaded_programs(c.proc.pid) == programs
         yield c
         assert c.stop(signal.SIGINT) == 0, c.stderr
         events = c.events()
@@ -42,6 +58,27 @@ def collector() -> Iterator[CollectorProcess]:
         for event in events:
             _validate(event)
         assert stat_value(c.stats_line(), "drops") == 0
+
+
+def loaded_programs(pid: int) -> set[str]:
+    """Names of the BPF programs a process holds (its fds, then bpftool by id)."""
+    ids = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-prog":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        ids += [line.split()[1] for line in info.splitlines() if line.startswith("prog_id:")]
+    names = set()
+    for prog_id in ids:
+        out = subprocess.run(["bpftool", "prog", "show", "id", prog_id, "-j"], check=True,
+                             capture_output=True).stdout
+        names.add(orjson.loads(out)["name"])
+    # the kernel keeps 15 characters of a program's name
+    full = {n for _, progs in VARIANTS.values() for n in progs}
+    return {next((f for f in full if f[:15] == n), n) for n in names}
 
 
 def _rfc3339_to_ns(value: str) -> int:
@@ -242,6 +279,53 @@ def test_paths_across_mounts(collector: CollectorProcess, tmp_path: Path) -> Non
         subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
+def _deep_dir(top: Path, names: list[str]) -> int:
+    """mkdir top/names[0]/names[1]/...; a directory fd of the deepest (paths beyond PATH_MAX
+    cannot be opened by name)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for name in names:
+        os.mkdir(name, dir_fd=fd)
+        deeper = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    return fd
+
+
+def _exec_in(collector: CollectorProcess, fd: int) -> dict[str, Any]:
+    child = spawn([TRUE, "deep"], pass_fds=(fd,), preexec_fn=lambda: os.fchdir(fd))
+    assert child.wait() == 0
+    os.close(fd)
+    ex, _ = one_exec(collector, child.pid)
+    assert ex["process"]["binary"] == TRUE and ex["process"]["args"] == [TRUE, "deep"]
+    assert ex["process"]["args_truncated"] is False
+    return ex
+
+
+def test_deep_cwd_is_cut_at_the_walk_depth(collector: CollectorProcess, tmp_path: Path) -> None:
+    """More components than the walk takes: the innermost ones, flagged truncated."""
+    depth = layout.RecordLimits.PATH_DEPTH_MAX
+    names = [f"d{i}" for i in range(depth + 16)]
+    ex = _exec_in(collector, _deep_dir(tmp_path, names))
+    assert ex["process"]["cwd"] == "/" + "/".join(names[-depth:])
+    assert "truncated" in ex["process"]["flags"]
+
+
+def test_long_cwd_is_cut_at_the_path_budget(collector: CollectorProcess, tmp_path: Path) -> None:
+    """Path text beyond the record's budget: the components that fit, flagged truncated."""
+    names = [f"{i:03d}" + "n" * 200 for i in range(80)]  # 16 KiB of names in 80 components
+    ex = _exec_in(collector, _deep_dir(tmp_path, names))
+    off = sum(len(c) + 1 for c in TRUE.encode().split(b"/") if c)  # the binary's components
+    kept: list[str] = []
+    for name in reversed(names):
+        if off >= layout.RecordLimits.PATH_BUDGET:
+            break
+        kept.insert(0, name)
+        off += len(name) + 1
+    assert len(kept) < len(names)
+    assert ex["process"]["cwd"] == "/" + "/".join(kept)
+    assert "truncated" in ex["process"]["flags"]
+
+
 def test_failed_exec_gives_no_event(collector: CollectorProcess, tmp_path: Path) -> None:
     code = "import os\ntry:\n    os.execv('/nonexistent/cmd', ['cmd'])\nexcept OSError:\n    os._exit(7)"
     child = spawn([PYTHON, "-c", code], cwd=tmp_path)
@@ -357,7 +441,6 @@ def test_kernel_drops_are_counted(tmp_path: Path) -> None:
     stats = [line for line in err.decode().splitlines() if line.startswith("stats:")][-1]
     drops = stat_value(stats, "drops")
     ours = {p: 0 for p in pids}
-    import orjson
 
     for line in out.splitlines():
         event = orjson.loads(line)

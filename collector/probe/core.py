@@ -1,28 +1,45 @@
 """The CO-RE backend: the compiled object, loaded through libbpf.
 
-Settings reach the BPF programs as read-only globals written before load
-(never by editing C text); map sizes are set the same way.
+Settings reach the BPF programs as read-only globals written before load,
+field by field at their BTF offsets (never by editing C text); map sizes are
+set the same way. Which of the object's alternative programs load is chosen
+from the running kernel (collector/probe/features.py). A load the kernel
+refuses is reported in one line: the program and the verifier's reason.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
+import platform
 from importlib import resources
 from pathlib import Path
 
+from collector.config import BY_KEY
 from collector.errors import PrivilegeError, ProbeError
-from collector.probe import libbpf
-from collector.probe.layout import ARGS_MAX_LIMIT, CONFIG, DropReason
+from collector.probe import features, libbpf, rodata
+from collector.probe.features import Variants
+from collector.probe.layout import ARGS_MAX_LIMIT, DropReason
 from collector.probe.privileges import missing_privileges
+from collector.probe.verifier_log import decisive
 
-BTF_PATH = Path("/sys/kernel/btf/vmlinux")
-PROGRAMS = ("handle_exec", "handle_exit", "handle_fork")
+log = logging.getLogger(__name__)
+
+# Claims of thread groups that are dead but not yet reaped (handle_exit_claim);
+# a full map is not a lost exit but a counted DROP_EXIT_CLAIM.
+EXIT_CLAIMS_MAX = 16384
 
 
 def object_path() -> Path:
     """The compiled BPF object shipped as package data."""
     return Path(str(resources.files("collector.probe").joinpath("process.bpf.o")))
+
+
+def _default(key: str) -> int:
+    """Defaults have one owner: the option table of collector/config.py."""
+    value: int = BY_KEY[key].default
+    return value
 
 
 class CoreProbe:
@@ -31,19 +48,28 @@ class CoreProbe:
     def __init__(
         self,
         *,
-        args_max: int = 16384,
-        ring_buffer_bytes: int = 16 << 20,
-        wakeup_bytes: int = 1 << 20,
+        args_max: int | None = None,
+        ring_buffer_bytes: int | None = None,
+        wakeup_bytes: int | None = None,
         ignore_self: bool = True,
         obj_path: Path | None = None,
+        variants: dict[str, str] | None = None,
+        btf_path: Path | None = None,
+        exit_claims_max: int = EXIT_CLAIMS_MAX,
     ) -> None:
-        if not 0 < args_max <= ARGS_MAX_LIMIT:
+        self.args_max = args_max if args_max is not None else _default("capture.args_max_bytes")
+        if not 0 < self.args_max <= ARGS_MAX_LIMIT:
             raise ValueError(f"args_max must be 1..{ARGS_MAX_LIMIT}")
-        self.args_max = args_max
-        self.ring_buffer_bytes = ring_buffer_bytes
-        self.wakeup_bytes = wakeup_bytes
+        self.ring_buffer_bytes = (ring_buffer_bytes if ring_buffer_bytes is not None
+                                  else _default("capture.ring_buffer_bytes"))
+        self.wakeup_bytes = (wakeup_bytes if wakeup_bytes is not None
+                             else _default("capture.wakeup_bytes"))
         self.ignore_self = ignore_self
         self.obj_path = obj_path or object_path()
+        self.btf_path = btf_path or features.btf_path()
+        self._forced = variants
+        self.exit_claims_max = exit_claims_max
+        self.variants: Variants | None = None  # known after start()
         self._obj = 0
         self._links: list[int] = []
         self._rb: libbpf.RingBuffer | None = None
@@ -54,52 +80,96 @@ class CoreProbe:
         problem = missing_privileges()
         if problem:
             raise PrivilegeError(problem)
-        if not BTF_PATH.exists():
+        if not self.btf_path.exists():
             raise ProbeError(
-                f"{BTF_PATH} not found: this kernel was built without BTF "
+                f"{self.btf_path} not found: this kernel was built without BTF "
                 "(CONFIG_DEBUG_INFO_BTF=y is needed for the CO-RE backend)"
             )
         if not self.obj_path.exists():
             raise ProbeError(f"BPF object {self.obj_path} not found: build it with `make setup`")
         lib = libbpf.lib()
+        kernel = features.detect(self.btf_path)
+        missing = kernel.problems()
+        if missing:
+            raise ProbeError(f"{missing[0]} (`collector check` lists every missing feature)")
+        self.variants = kernel.choose(self._forced)
+        log.debug("Linux %s: loading %s (%s)", kernel.release, ", ".join(self.variants.programs()),
+                  self.variants)
         try:
-            self._load(lib)
+            self._load(lib, self.variants)
         except BaseException:
             self.close()
             raise
 
-    def _load(self, lib: ctypes.CDLL) -> None:
+    def _load(self, lib: ctypes.CDLL, variants: Variants) -> None:
         libbpf.take_log()
+        opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts))
+        if self.btf_path != features.DEFAULT_BTF_PATH:
+            opts.btf_custom_path = str(self.btf_path).encode()
         self._obj = libbpf.check_ptr(
-            lib.bpf_object__open_file(str(self.obj_path).encode(), None), f"opening {self.obj_path}"
+            lib.bpf_object__open_file(str(self.obj_path).encode(), ctypes.byref(opts)),
+            f"opening {self.obj_path}",
         )
+        wanted = set(variants.programs())
+        found = self._choose_programs(lib, wanted)
+        if wanted - found:
+            raise ProbeError(f"the BPF object {self.obj_path} has no program "
+                             f"{', '.join(sorted(wanted - found))}: rebuild it with `make setup`")
         self._ncpu = libbpf.possible_cpus()
-        scratch = self._map("exec_scratch")
-        libbpf.check_rc(lib.bpf_map__set_max_entries(scratch, self._ncpu), "sizing exec_scratch")
-        events = self._map("events")
-        libbpf.check_rc(
-            lib.bpf_map__set_max_entries(events, self.ring_buffer_bytes),
-            f"sizing the ring buffer to {self.ring_buffer_bytes} bytes (a power of two pages)",
-        )
-        cfg = CONFIG.pack(self.args_max, self.wakeup_bytes, os.getpid(), int(self.ignore_self))
-        buf = ctypes.create_string_buffer(cfg, len(cfg))
-        libbpf.check_rc(
-            lib.bpf_map__set_initial_value(self._map(".rodata"), buf, len(cfg)), "writing settings"
-        )
+        self._size("exec_scratch", self._ncpu)
+        self._size("events", self.ring_buffer_bytes,
+                   f"sizing the ring buffer to {self.ring_buffer_bytes} bytes (a power of two pages)")
+        self._size("exit_claims", self.exit_claims_max if variants.exit == "claim" else 1)
+        rodata.write_settings(self._obj, {
+            "cfg.args_max": self.args_max,
+            "cfg.wakeup_bytes": self.wakeup_bytes,
+            "cfg.self_tgid": os.getpid(),
+            "cfg.ignore_self": int(self.ignore_self),
+        })
         rc = lib.bpf_object__load(self._obj)
         if rc < 0:
-            log = libbpf.take_log()
-            tail = next((line.strip() for line in reversed(log) if line.strip()), "")
-            raise ProbeError(
-                f"loading the BPF programs failed: {os.strerror(-rc)}; libbpf said: {tail}", log=log
-            )
-        for name in PROGRAMS:
+            raise self._load_error(rc, variants)
+        for name in variants.programs():
             prog = libbpf.check_ptr(
                 lib.bpf_object__find_program_by_name(self._obj, name.encode()), f"finding {name}"
             )
             self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog), f"attaching {name}"))
         self._drops_fd = lib.bpf_map__fd(self._map("drops"))
-        self._rb = libbpf.RingBuffer(lib.bpf_map__fd(events))
+        self._rb = libbpf.RingBuffer(lib.bpf_map__fd(self._map("events")))
+
+    def _choose_programs(self, lib: ctypes.CDLL, wanted: set[str]) -> set[str]:
+        """Autoload exactly the wanted programs: the others are never verified."""
+        found: set[str] = set()
+        prog = lib.bpf_object__next_program(self._obj, None)
+        while prog:
+            name = lib.bpf_program__name(prog).decode()
+            libbpf.check_rc(lib.bpf_program__set_autoload(prog, name in wanted),
+                            f"choosing program {name}")
+            if name in wanted:
+                found.add(name)
+            prog = lib.bpf_object__next_program(self._obj, prog)
+        return found
+
+    def _size(self, name: str, entries: int, what: str | None = None) -> None:
+        libbpf.check_rc(libbpf.lib().bpf_map__set_max_entries(self._map(name), entries),
+                        what or f"sizing {name}")
+
+    def _load_error(self, rc: int, variants: Variants) -> ProbeError:
+        """One line: the refused program and the verifier's reason, plus where to look."""
+        messages = libbpf.take_log()
+        for message in messages:
+            log.debug("libbpf: %s", message.rstrip("\n"))
+        prog, reason = decisive(messages)
+        if reason is None:
+            tail = next((m.strip() for m in reversed(messages) if m.strip()), os.strerror(-rc))
+            reason = tail
+        where = f"{prog}: " if prog else ""
+        return ProbeError(
+            f"loading the BPF programs ({variants}) failed on Linux {platform.release()}: "
+            f"{where}{reason} (COLLECTOR_DEBUG=1 shows the verifier's full log; "
+            "`collector check` lists missing kernel features)",
+            log=messages,
+        )
 
     def _map(self, name: str) -> int:
         return libbpf.check_ptr(

@@ -10,7 +10,21 @@ import struct
 from enum import IntEnum, IntFlag
 
 TASK_COMM_LEN = 16
-ARGS_CAP = 32768  # captured argv is at most ARGS_CAP - 1 bytes
+
+
+class RecordLimits(IntEnum):
+    """enum record_limits: sizes of an exec record's variable-length tail."""
+
+    EXEC_DATA_LEN = 65536
+    EXEC_DATA_HALF = 32768
+    ARGS_CAP = 32768  # captured argv is at most ARGS_CAP - 1 bytes
+    PATH_DEPTH_MAX = 64
+    PATH_BUDGET = 12288
+    NAME_CAP = 256
+
+
+ARGS_CAP = int(RecordLimits.ARGS_CAP)
+# The largest argv capture a user may ask for (capture.args_max_bytes).
 ARGS_MAX_LIMIT = ARGS_CAP - 1
 
 
@@ -37,6 +51,8 @@ class DropReason(IntEnum):
     EXEC = 0
     EXIT = 1
     FORK = 2
+    # not a lost record: an exit sent without a claim (full claim map), may repeat
+    EXIT_CLAIM = 3
 
 
 # Field lists in declaration order: (name, struct format). The Struct
@@ -75,7 +91,6 @@ TASK_IDS = _struct("task_ids")
 EXEC_FIXED = _struct("exec_event")  # followed by char data[]
 EXIT_EVENT = _struct("exit_event")
 FORK_EVENT = _struct("fork_event")
-CONFIG = _struct("collector_config")
 EXEC_DATA_OFFSET = EXEC_FIXED.size
 
 # Sizes the BTF of the object must show for the structs it describes.

@@ -1,7 +1,8 @@
 """A thin ctypes binding over the system's libbpf.so.1.
 
-Only the calls the CO-RE backend needs: open, size maps, set read-only
-settings, load, attach, ring buffer, map lookups. libbpf does the hard work
+Only the calls the CO-RE backend needs: open, size maps, choose programs,
+read BTF, set read-only settings, probe kernel features, load, attach, ring
+buffer, map lookups. libbpf does the hard work
 (CO-RE relocation against the running kernel's BTF); this module only turns
 its return conventions (NULL + errno, negative errno) into typed errors.
 """
@@ -23,7 +24,8 @@ SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, cty
 
 _lib: ctypes.CDLL | None = None
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+_libc.vasprintf.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_void_p]
+_libc.free.argtypes = [ctypes.c_void_p]
 
 # libbpf's messages for the current load, so a failure can say why.
 _log_lock = threading.Lock()
@@ -31,10 +33,17 @@ _log: list[str] = []
 
 
 def _on_print(level: int, fmt: bytes, args: int) -> int:
-    buf = ctypes.create_string_buffer(1024)
-    _libc.vsnprintf(buf, len(buf), fmt, args)
+    # vasprintf, not a fixed buffer: libbpf prints the whole verifier log as
+    # one message, and its decisive line is at the end.
+    out = ctypes.c_void_p()
+    if _libc.vasprintf(ctypes.byref(out), fmt, args) < 0 or not out.value:
+        return 0
+    try:
+        text = ctypes.string_at(out.value).decode("utf-8", "backslashreplace")
+    finally:
+        _libc.free(out.value)
     with _log_lock:
-        _log.append(buf.value.decode("utf-8", "backslashreplace"))
+        _log.append(text)
         del _log[:-400]
     return 0
 
@@ -69,17 +78,30 @@ def lib() -> ctypes.CDLL:
         ) from None
     vp, i, u32, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_char_p
     _sig("libbpf_set_print", vp, _PRINT_FN)
-    _sig("bpf_object__open_file", vp, cp, vp)
+    _sig("bpf_object__open_file", vp, cp, ctypes.POINTER(OpenOpts))
     _sig("bpf_object__load", i, vp)
     _sig("bpf_object__close", None, vp)
     _sig("bpf_object__find_map_by_name", vp, vp, cp)
     _sig("bpf_object__find_program_by_name", vp, vp, cp)
+    _sig("bpf_object__next_program", vp, vp, vp)
+    _sig("bpf_object__btf", vp, vp)
+    _sig("bpf_program__name", cp, vp)
     _sig("bpf_program__set_autoload", i, vp, ctypes.c_bool)
+    _sig("bpf_program__autoload", ctypes.c_bool, vp)
     _sig("bpf_program__attach", vp, vp)
     _sig("bpf_link__destroy", i, vp)
     _sig("bpf_map__fd", i, vp)
     _sig("bpf_map__set_max_entries", i, vp, u32)
     _sig("bpf_map__set_initial_value", i, vp, vp, ctypes.c_size_t)
+    _sig("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
+    _sig("bpf_map_get_next_key", i, i, vp, vp)
+    _sig("btf__parse", vp, cp, vp)
+    _sig("btf__free", None, vp)
+    _sig("btf__find_by_name_kind", ctypes.c_int32, vp, cp, u32)
+    _sig("btf__type_by_id", vp, vp, u32)
+    _sig("btf__name_by_offset", cp, vp, u32)
+    _sig("libbpf_probe_bpf_helper", i, i, i, vp)
+    _sig("libbpf_probe_bpf_map_type", i, i, vp)
     _sig("bpf_map_lookup_elem", i, i, vp, vp)
     _sig("bpf_map_update_elem", i, i, vp, vp, ctypes.c_uint64)
     _sig("ring_buffer__new", vp, i, SAMPLE_FN, vp, vp)
@@ -108,6 +130,21 @@ def check_rc(rc: int, what: str) -> int:
 
 def possible_cpus() -> int:
     return check_rc(lib().libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+class OpenOpts(ctypes.Structure):
+    """struct bpf_object_open_opts up to btf_custom_path (libbpf takes `sz`
+    as the size the caller knows; later fields read as zero)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("object_name", ctypes.c_char_p),
+        ("relaxed_maps", ctypes.c_bool),
+        ("pin_root_path", ctypes.c_char_p),
+        ("_removed_attach_prog_fd", ctypes.c_uint32),
+        ("kconfig", ctypes.c_char_p),
+        ("btf_custom_path", ctypes.c_char_p),
+    ]
 
 
 class RingBuffer:
