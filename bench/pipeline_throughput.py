@@ -48,6 +48,7 @@ import orjson  # noqa: E402
 
 from collector.clock import BootClock  # noqa: E402
 from collector.decode import decode  # noqa: E402
+from collector.encode.avro import datum as avro_datum  # noqa: E402
 from collector.encode.json import encode_json_line, json_record  # noqa: E402
 from collector.enrich.containers import cgroup2_mount  # noqa: E402
 from collector.enrich.process_cache import ProcessCache  # noqa: E402
@@ -56,6 +57,7 @@ from collector.pipeline.reader import Reader  # noqa: E402
 from collector.pipeline.worker import SinkWorker  # noqa: E402
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, FORK_EVENT, HEADER, EventKind  # noqa: E402
 from sinks.file import FileSink  # noqa: E402
+from sinks.file.framing import OcfFraming  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 AIMS = {"jsonl": 150_000, "avro": 60_000}
@@ -239,12 +241,11 @@ def stages(raws: list[bytes]) -> dict[str, float]:
            "of_which_json_record_us": per_event(each(json_record)),
            "of_which_orjson_dumps_us": per_event(each(orjson.dumps))}
     for codec in ("deflate", "null"):
-        sink = FileSink({"path": "/dev/null", "format": "avro", "avro_codec": codec})
-        sink._new_block_writer(os.urandom(16))  # the block builder alone, no file
+        framing = OcfFraming(codec, os.urandom(16))  # the block builder alone, no file
 
-        def avro_blocks(sink: FileSink = sink) -> int:
+        def avro_blocks(framing: OcfFraming = framing) -> int:
             for i in range(0, len(events), 1000):
-                sink._avro_block([sink.encode(e) for e in events[i : i + 1000]])
+                framing.block([avro_datum(e) for e in events[i : i + 1000]])
             return len(events)
 
         out[f"encode_avro_{codec}_us"] = per_event(avro_blocks)

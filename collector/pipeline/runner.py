@@ -87,9 +87,8 @@ class Collector:
     def snapshot(self) -> Snapshot:
         """Every counter at this moment (reader, each sink, the cache, the
         encoders' fallbacks): the one source of the stats line and of metrics."""
-        from collector.encode.avro import fallbacks
-
-        enrich = {**self.cache.counters(), "avro_fallbacks": fallbacks()}
+        avro = sys.modules.get("collector.encode.avro")  # imported only where Avro is written
+        enrich = {**self.cache.counters(), "avro_fallbacks": avro.fallbacks() if avro else 0}
         return snapshot(self.reader.stats, [w.stats for w in self.workers], enrich)
 
     def stats_line(self) -> str:
@@ -177,7 +176,7 @@ class Collector:
         if failed:  # errors.py: a sink that failed fatally, at start or while running, is exit 4
             print(f"collector: sink {', '.join(w.sink.name for w in failed)} failed; events "
                   "not delivered are on the stats line", file=sys.stderr, flush=True)
-            return failed[0].error.exit_code if failed[0].error is not None else SinkError.exit_code
+            return SinkError.exit_code
         if not all_delivered:
             lost = sum(w.stats.queued - w.stats.written for w in self.workers)
             print(f"collector: {lost} events were not delivered (see the stats line)",

@@ -25,7 +25,6 @@ import time
 import uuid
 from typing import Any, BinaryIO
 
-import click
 import fastavro
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
@@ -33,7 +32,6 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from collector.encode import avro
 from collector.encode.json import encode_json_line
 from collector.errors import UsageError
-from collector.export.options import parse_items
 from collector.schema import parsed_schema
 from sinks.kafka.options import RESERVED_OPTIONS, redact, secret_values
 from sinks.kafka.producer import LibrdkafkaLogger
@@ -171,21 +169,3 @@ def _loop(consumer: Consumer, decode: Decoder, stream: BinaryIO, max_events: int
         return 1
     return 0
 
-
-@click.command("consume")
-@click.option("--kafka-bootstrap", required=True, help="HOST:PORT[,...]")
-@click.option("--kafka-topic", default="process-events", show_default=True)
-@click.option("--kafka-option", "kafka_options", multiple=True, metavar="KEY=VALUE")
-@click.option("--schema-registry", default=None, help="Schema Registry URL (Confluent framing).")
-@click.option("--from-beginning", is_flag=True, help="Read the topic from its first offset.")
-@click.option("--max-events", type=int, default=None, help="Stop after N events.")
-@click.option("--timeout", type=float, default=None, help="Stop after SECONDS without a message.")
-def command(kafka_bootstrap: str, kafka_topic: str, kafka_options: tuple[str, ...],
-            schema_registry: str | None, from_beginning: bool, max_events: int | None,
-            timeout: float | None) -> None:
-    """Read a topic, decode JSON or Avro records, print JSON lines (a SIEM's-eye view)."""
-    sys.exit(consume(
-        bootstrap=kafka_bootstrap, topic=kafka_topic,
-        options=parse_items(kafka_options, "--kafka-option"), schema_registry=schema_registry,
-        from_beginning=from_beginning, max_events=max_events, idle_timeout=timeout,
-    ))

@@ -19,21 +19,23 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from collector.errors import UsageError
 from collector.export import Event, Sink
 from collector.schema import raw_schema
-from sinks.kafka.buffered import BufferedPath
-from sinks.kafka.check import check_reachable, probe_broker
-from sinks.kafka.delivery import why_dropped
-from sinks.kafka.direct import DirectPath
-from sinks.kafka.disk_buffer import DiskBuffer
 from sinks.kafka.message import Framing, Message
 from sinks.kafka.options import OPTIONS, producer_config, secret_values
-from sinks.kafka.producer import Rounds
+
+if TYPE_CHECKING:
+    from sinks.kafka.buffered import BufferedPath
+    from sinks.kafka.direct import DirectPath
 
 log = logging.getLogger("collector.kafka")
+
+# The layers that need confluent_kafka (librdkafka: ~12 MiB of RSS) are imported
+# when a KafkaSink is made, not with this module: every `collector` start reads
+# the options of every registered sink, and most runs have no Kafka sink.
 
 
 class KafkaSink(Sink):
@@ -46,6 +48,11 @@ class KafkaSink(Sink):
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
+        from sinks.kafka.buffered import BufferedPath
+        from sinks.kafka.direct import DirectPath
+        from sinks.kafka.disk_buffer import DiskBuffer
+        from sinks.kafka.producer import Rounds
+
         s = self.settings
         if s["buffer"] == "disk" and not s["buffer_path"]:
             raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
@@ -70,6 +77,8 @@ class KafkaSink(Sink):
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
+        from sinks.kafka.check import check_reachable
+
         yield check_reachable(options)
 
     @property
@@ -119,11 +128,15 @@ class KafkaSink(Sink):
         self.delivery.headers = self.framing.headers(True)
 
     def _probe(self) -> None:
+        from sinks.kafka.check import probe_broker
+
         probe_broker(self.delivery, self.topic, self.path.where, self.pipeline.when_full)
 
     def _dropped(self, count: int, reason: str, items: Sequence[Message]) -> None:
         """Count (Sink.give_up: dropped, not written) and report items given up for
         a reason, one line per batch. The worker's thread or the sender's."""
+        from sinks.kafka.delivery import why_dropped
+
         with self._lock:
             self.drops[reason] += count
         self.give_up(count, reason)
