@@ -67,6 +67,16 @@ def _host_ports(v: str) -> str | None:
     return None
 
 
+def _listen_address(v: str) -> str | None:
+    """HOST:PORT to listen on ('' = off); an IPv6 host in brackets; port 0 = any free one."""
+    if not v:
+        return None
+    host, _, port = v.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+        return "HOST:PORT, e.g. 127.0.0.1:9464 or [::]:9464"
+    return None
+
+
 def _sink_options(section: str, *, batch_timeout_ms: int, batch_events: int) -> list[Option]:
     """The pipeline keys every sink has: queue, batching, retries, backpressure."""
     return [
@@ -175,6 +185,10 @@ OPTIONS: list[Option] = [
     Option("kafka.buffer_max_bytes", "int", 1 << 30, "disk buffer size limit (bytes); beyond "
            "it when_full applies", minimum=4096),
     *_sink_options("kafka", batch_timeout_ms=0, batch_events=1000),
+    # observability
+    Option("metrics.address", "str", "", "serve Prometheus metrics (/metrics) and a health check "
+           "(/healthz) on this HOST:PORT ('' = off; port 0 = any free port, printed at start)",
+           check=_listen_address),
 ]
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

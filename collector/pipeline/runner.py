@@ -22,7 +22,7 @@ from collector.enrich.process_cache import ProcessCache
 from collector.errors import CollectorError, SinkError
 from collector.filter import build_stage
 from collector.pipeline.reader import Reader
-from collector.pipeline.stats import summary_line
+from collector.pipeline.stats import Snapshot, summary_line
 from collector.pipeline.worker import SinkWorker
 from collector.probe import Probe
 from collector.probe.core import CoreProbe
@@ -69,6 +69,7 @@ class Collector:
         self._signalled: int | None = None  # SIGINT/SIGTERM seen (set by the handler)
         self._hup = False  # SIGHUP seen, reopen not yet requested
         self.quiet_stop = False
+        self._probe_state: str | None = "probes not attached yet"  # None: attached, reading
         self.sinks = sinks if sinks is not None else build_sinks(cfg)
         self.workers = [
             SinkWorker(s, cfg.section(s.name.split(":")[0]) if s.name in ("stdout", "file", "kafka")
@@ -100,9 +101,19 @@ class Collector:
         if all(w.stats.failed is not None for w in self.workers):
             self.stop_event.set()
 
+    def snapshot(self) -> Snapshot:
+        """The counters now: the stats line and the metrics endpoint both read this."""
+        probe_problem = self._probe_state
+        if probe_problem is None and self.reader.error is not None:
+            probe_problem = f"reader failed: {self.reader.error}"
+        elif probe_problem is None and not self.reader._thread.is_alive():
+            probe_problem = "reader stopped"
+        return Snapshot(self.reader.stats, [w.stats for w in self.workers],
+                        self.cache.counters(), probe_problem)
+
     def stats_line(self) -> str:
-        extra = self.cache.counters()
-        return summary_line(self.reader.stats, [w.stats for w in self.workers], extra)
+        snap = self.snapshot()
+        return summary_line(snap.reader, snap.sinks, snap.cache)
 
     def _install_signals(self) -> None:
         # The handlers take no lock: Python runs them in the main thread between two
@@ -122,6 +133,20 @@ class Collector:
 
     def run(self) -> int:
         self._install_signals()
+        metrics = None
+        if self.cfg.get("metrics.address"):
+            from collector.metrics import MetricsServer
+
+            metrics = MetricsServer(self.cfg["metrics.address"], self.snapshot,
+                                    self.cfg.get("capture.backend", "core"))
+            metrics.start()  # before the sinks open: /healthz says what start-up waits for
+        try:
+            return self._run()
+        finally:
+            if metrics is not None:
+                metrics.close()
+
+    def _run(self) -> int:
         started = time.monotonic()
         try:
             for w in self.workers:
@@ -136,6 +161,7 @@ class Collector:
         print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
         self.reader.start()
+        self._probe_state = None
         duration = self.cfg["duration"]
         interval = self.cfg["stats_interval"]
         next_stats = time.monotonic() + interval if interval else None
@@ -167,6 +193,7 @@ class Collector:
         for w in self.workers:
             w.stop_blocking(deadline)  # a stuck sink (policy block) must not hang the stop
         self.reader.stop()
+        self._probe_state = "probes detached: stopping"
         self.probe.close()
         all_delivered = True
         for w in self.workers:

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+#: the reasons the core itself drops a sink's events for (a sink may add its own,
+#: e.g. Kafka's too_large): metrics report these from 0, before the first drop
+SINK_DROP_REASONS = ("queue_full", "sink_failed", "shutdown_timeout", "encode_error",
+                     "retries_exhausted")
+
 
 @dataclass
 class ReaderStats:
@@ -21,11 +26,19 @@ class ReaderStats:
     forks: int = 0
     procfs: int = 0  # exec events emitted by the start-up scan
     filtered: int = 0  # events dropped by filters (by design, not a loss)
+    filtered_by_type: Counter[str] = field(default_factory=Counter)  # the same, by event_type
     kernel_drops: dict[str, int] = field(default_factory=dict)
 
     @property
     def kernel_dropped(self) -> int:
         return sum(self.kernel_drops.values())
+
+    def emitted(self) -> dict[str, int]:
+        """Events handed to the sinks (after filters), by event_type."""
+        return {
+            "process_exec": self.execs + self.procfs - self.filtered_by_type["process_exec"],
+            "process_exit": self.exits - self.filtered_by_type["process_exit"],
+        }
 
 
 @dataclass
@@ -40,11 +53,23 @@ class SinkStats:
     dropped: Counter[str] = field(default_factory=Counter)  # reason → events
     queue_depth: int = 0
     failed: str | None = None  # why the sink stopped, if it did
+    retrying: str | None = None  # the error its open or last batch is being retried after
     extra: dict[str, int] = field(default_factory=dict)  # the sink's own counters (health())
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counters at one moment: what the stats line prints and the metrics
+    endpoint serves (collector.metrics), so both read one source."""
+
+    reader: ReaderStats
+    sinks: list[SinkStats]
+    cache: dict[str, int]  # ProcessCache.counters()
+    probe_problem: str | None  # None while the probes are attached and the reader runs
 
 
 def summary_line(reader: ReaderStats, sinks: list[SinkStats], extra: dict[str, int] | None = None) -> str:

@@ -79,6 +79,7 @@ class SinkWorker:
             self._opened = True
         except TransientSinkError as exc:
             log.warning("sink %s: cannot open yet (%s); retrying", self.sink.name, exc)
+            self.stats.retrying = f"cannot open: {exc}"
         self._thread.start()
 
     def put_many(self, events: list[Event]) -> None:
@@ -283,6 +284,7 @@ class SinkWorker:
                     with attempt:
                         self.sink.open()
                 self._opened = True
+                self.stats.retrying = None
                 return True
             except TransientSinkError as exc:
                 if self._abandon.is_set() or self.policy != "block":
@@ -333,6 +335,7 @@ class SinkWorker:
                             raise
                 self.stats.written += len(pending)
                 self.stats.batches += 1
+                self.stats.retrying = None
                 return
             except TransientSinkError as exc:
                 if not self._keep_trying(pending, exc):
@@ -362,6 +365,7 @@ class SinkWorker:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
+            self.stats.retrying = str(exc)  # until a batch goes through (health: /healthz)
             log.warning("sink %s: retrying in %.2fs after: %s", self.sink.name,
                         state.next_action.sleep if state.next_action else 0.0, exc)
 
