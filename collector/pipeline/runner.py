@@ -106,7 +106,8 @@ class Collector:
         probe_problem = self._probe_state
         if probe_problem is None and self.reader.error is not None:
             probe_problem = f"reader failed: {self.reader.error}"
-        elif probe_problem is None and not self.reader._thread.is_alive():
+        elif probe_problem is None and self.reader._thread.ident is not None \
+                and not self.reader._thread.is_alive():
             probe_problem = "reader stopped"
         return Snapshot(self.reader.stats, [w.stats for w in self.workers],
                         self.cache.counters(), probe_problem)
@@ -157,11 +158,11 @@ class Collector:
                 w.drain(1.0)
             raise
         attached = time.monotonic()
+        self._probe_state = None
         log.info("attached in %.3fs", attached - started)
         print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
         self.reader.start()
-        self._probe_state = None
         duration = self.cfg["duration"]
         interval = self.cfg["stats_interval"]
         next_stats = time.monotonic() + interval if interval else None
