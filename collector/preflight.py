@@ -12,12 +12,14 @@ from typing import Any
 
 from collector.probe.core import BTF_PATH, object_path
 from collector.probe.libbpf import LIBBPF_NAME
-from collector.probe.privileges import missing_privileges
+from collector.probe.privileges import missing_privileges, missing_scan_privileges
 
 
 def run_checks(cfg: dict[str, Any] | None = None) -> Iterator[tuple[bool, str]]:
     problem = missing_privileges()
     yield (problem is None, problem or "privileges: can load tracing BPF programs")
+    scan = missing_scan_privileges()
+    yield (scan is None, scan or "privileges: can read every process in /proc")
     if BTF_PATH.exists():
         yield True, f"BTF: {BTF_PATH}"
     else:

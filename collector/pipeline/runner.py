@@ -26,6 +26,7 @@ from collector.pipeline.stats import Snapshot, summary_line
 from collector.pipeline.worker import SinkWorker
 from collector.probe import Probe
 from collector.probe.core import CoreProbe
+from collector.probe.privileges import missing_scan_privileges
 from sinks.base import Sink
 from sinks.stdout import BrokenPipe
 
@@ -159,6 +160,9 @@ class Collector:
             raise
         attached = time.monotonic()
         self._probe_state = None
+        scan_problem = missing_scan_privileges()
+        if scan_problem:
+            print(f"collector: warning: {scan_problem}", file=sys.stderr, flush=True)
         log.info("attached in %.3fs", attached - started)
         print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
