@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BPF_OBJ := collector/probe/process.bpf.o
-VMLINUX := build/vmlinux.h
 APT_PACKAGES := clang llvm bpftool libbpf-dev libbpf1 openssl default-jre-headless maven
 ARGS ?=
 
@@ -22,14 +21,11 @@ build/.apt.stamp:
 	fi
 	@touch $@
 
-# vmlinux.h from the build machine's BTF; CO-RE relocates to the running kernel at load time.
-$(VMLINUX): build/.apt.stamp
-	@mkdir -p build
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
-
+# One recipe (bpf/build.py) for this object and the wheel's: vmlinux.h from the build
+# machine's BTF, then clang; CO-RE relocates to the running kernel at load time.
 bpf: $(BPF_OBJ)
-$(BPF_OBJ): bpf/process.bpf.c bpf/process.h $(VMLINUX)
-	clang -g -O2 -Wall -target bpf -D__TARGET_ARCH_x86 -Ibuild -Ibpf -c $< -o $@.tmp && mv $@.tmp $@
+$(BPF_OBJ): bpf/process.bpf.c bpf/process.h bpf/build.py build/.apt.stamp
+	$(PYTHON) bpf/build.py $@ --build-dir build
 
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml
@@ -56,6 +52,11 @@ kafka: setup
 
 clean:
 	rm -rf build $(BPF_OBJ) $(VENV)
+
+# The wheel (dist/), with the BPF object compiled by the build backend (setup.py -> bpf/build.py).
+.PHONY: wheel
+wheel: apt venv
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist .
 
 # -- Container image (Containerfile): buildah on a debootstrap'd bookworm root, the wheel in a
 # venv. The tag is the one deploy/daemonset.yaml names (tests/test_deploy.py checks it).
