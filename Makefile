@@ -84,5 +84,8 @@ image: setup image-tools
 	rm -rf $(IMAGE_CTX) && mkdir -p $(IMAGE_CTX)/wheels
 	ln -f "$$(deploy/image/rootfs.sh)" $(IMAGE_CTX)/rootfs.tar 2>/dev/null || cp "$$(deploy/image/rootfs.sh)" $(IMAGE_CTX)/rootfs.tar
 	$(VENV)/bin/pip wheel -q --disable-pip-version-check --wheel-dir $(IMAGE_CTX)/wheels .
-	buildah bud --quiet --layers=false --isolation=chroot -f Containerfile -t $(IMAGE) $(IMAGE_CTX)
+	@old="$$(buildah images -q $(IMAGE) 2>/dev/null || true)"; \
+	buildah bud --quiet --layers=false --isolation=chroot -f Containerfile -t $(IMAGE) $(IMAGE_CTX) && \
+	if [ -n "$$old" ] && [ "$$old" != "$$(buildah images -q $(IMAGE))" ]; then \
+		buildah rmi "$$old" >/dev/null 2>&1 || true; fi  # the previous build, now untagged
 	@buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
