@@ -97,10 +97,10 @@ def storm_pairs(spawner: str, pairs: int, seconds: float) -> dict[str, object]:
         "pairs": rows,
         "median_cpu_per_event_ratio": statistics.median(
             float(r["cpu_per_event_ratio"]) for r in rows),  # type: ignore[arg-type]
-        "median_cpu_us_per_event_off": statistics.median(
-            float(r["off"]["cpu_us_per_event"]) for r in rows),  # type: ignore[index]
-        "median_cpu_us_per_event_on": statistics.median(
-            float(r["on"]["cpu_us_per_event"]) for r in rows),  # type: ignore[index]
+        "median_cpu_us_per_event_off": round(statistics.median(
+            float(r["off"]["cpu_us_per_event"]) for r in rows), 3),  # type: ignore[index]
+        "median_cpu_us_per_event_on": round(statistics.median(
+            float(r["on"]["cpu_us_per_event"]) for r in rows), 3),  # type: ignore[index]
         "storm_seconds": seconds, "spawners": 2, "scrape_interval_s": 1.0,
         "what": "collector CPU (user+sys) per event during 2 parallel posix_spawn(/bin/true) "
                 "loops, stdout to /dev/null; on = --metrics-address and /metrics scraped every "
