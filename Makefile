@@ -61,3 +61,35 @@ test-unit: venv
 .PHONY: wheel
 wheel: apt venv
 	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist .
+
+# -- Container image (Containerfile): buildah on a debootstrap'd bookworm root, the wheel in a
+# venv. The tag is the one deploy/daemonset.yaml names (tests/test_deploy.py checks it).
+# RUN steps in a chroot: crun refuses containers on hosts with hybrid cgroups (v1 + v2).
+IMAGE ?= localhost/process-collector:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_CTX := build/image
+# runc: podman's default runtime crun refuses to start containers on hybrid cgroups (v1 + v2)
+IMAGE_TOOLS := buildah podman runc debootstrap
+
+.PHONY: image print-image image-tools
+print-image:
+	@echo $(IMAGE)
+
+image-tools: build/.image-tools.stamp
+build/.image-tools.stamp:
+	@mkdir -p build
+	@missing=""; for p in $(IMAGE_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+image: setup image-tools
+	rm -rf $(IMAGE_CTX) && mkdir -p $(IMAGE_CTX)/wheels
+	ln -f "$$(deploy/image/rootfs.sh)" $(IMAGE_CTX)/rootfs.tar 2>/dev/null || cp "$$(deploy/image/rootfs.sh)" $(IMAGE_CTX)/rootfs.tar
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --wheel-dir $(IMAGE_CTX)/wheels .
+	@old="$$(buildah images -q $(IMAGE) 2>/dev/null || true)"; \
+	buildah bud --quiet --layers=false --isolation=chroot -f Containerfile -t $(IMAGE) $(IMAGE_CTX) && \
+	if [ -n "$$old" ] && [ "$$old" != "$$(buildah images -q $(IMAGE))" ]; then \
+		buildah rmi "$$old" >/dev/null 2>&1 || true; fi  # the previous build, now untagged
+	@buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)

@@ -98,11 +98,14 @@ _SINK_FLAGS = _sink_flags()
               help="Exec events carry this many ancestors beyond the parent (default 0).")
 @click.option("--namespaces/--no-namespaces", default=None,
               help="Add namespace inode numbers (read from /proc at exec; default off).")
+@click.option("--metrics-address", default=None, metavar="HOST:PORT",
+              help="Serve /metrics (Prometheus) and /healthz there (default off). "
+              "Env: COLLECTOR_METRICS_ADDRESS.")
 @_with_sink_flags
 def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[str, ...],
         duration: float | None, stats_interval: float | None, node: str | None,
         args_max: int | None, procfs_events: bool | None, ancestors: int | None,
-        namespaces: bool | None, **sink_flags: Any) -> None:
+        namespaces: bool | None, metrics_address: str | None, **sink_flags: Any) -> None:
     """Capture process exec/exit events and send them to the sinks."""
     flags: dict[str, Any] = cfgmod.parse_sink_options(sink_options)
     for param, opt in _SINK_FLAGS:
@@ -122,6 +125,7 @@ def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[st
         "enrich.procfs_events": procfs_events,
         "enrich.ancestors": ancestors,
         "enrich.namespaces": namespaces,
+        "metrics.address": metrics_address,
     }))
     cfg = cfgmod.resolve(config_path=config_path, flags=flags)
     from collector.pipeline.runner import Collector

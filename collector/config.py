@@ -53,6 +53,16 @@ def _power_of_two_pages(v: int) -> str | None:
     return None
 
 
+def _listen_address(v: str) -> str | None:
+    """HOST:PORT to listen on ('' = off); an IPv6 host in brackets; port 0 = any free one."""
+    if not v:
+        return None
+    host, _, port = v.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+        return "HOST:PORT, e.g. 127.0.0.1:9464 or [::]:9464"
+    return None
+
+
 CORE_OPTIONS: tuple[Option, ...] = (
     Option("node", "str", "", "node name in every event (default: the host name)"),
     Option("sinks", "list", ["stdout"], "where events go; every event goes to every sink",
@@ -97,6 +107,10 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("redact.patterns", "list", [], "extra regexes whose matches in argv become *****"),
     Option("redact.defaults", "bool", True, "also apply the built-in patterns (--password=..., "
            "token=..., ...)"),
+    # observability
+    Option("metrics.address", "str", "", "serve Prometheus metrics (/metrics) and a health check "
+           "(/healthz) on this HOST:PORT ('' = off; port 0 = any free port, printed at start)",
+           check=_listen_address),
 )
 
 #: the core options by key (defaults have one owner: this table)

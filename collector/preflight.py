@@ -13,12 +13,14 @@ from collector.errors import CollectorError
 from collector.probe import features
 from collector.probe.core import object_path
 from collector.probe.libbpf import LIBBPF_NAME
-from collector.probe.privileges import missing_privileges
+from collector.probe.privileges import missing_privileges, missing_scan_privileges
 
 
 def run_checks(cfg: Config | None = None) -> Iterator[tuple[bool, str]]:
     problem = missing_privileges()
     yield (problem is None, problem or "privileges: can load tracing BPF programs")
+    scan = missing_scan_privileges()
+    yield (scan is None, scan or "privileges: can read every process in /proc")
     try:
         ctypes.CDLL(LIBBPF_NAME)
         yield True, f"libbpf: {LIBBPF_NAME} loads"

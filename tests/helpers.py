@@ -28,11 +28,14 @@ class CollectorProcess:
     """`collector <args>` in the background, its stdout and stderr collected."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: str | None = None,
-                 command: str = "run") -> None:
+                 command: str = "run", prefix: tuple[str, ...] = (),
+                 collector: str = COLLECTOR) -> None:
+        """prefix: a command the collector runs under, e.g. setpriv with its options;
+        collector: its path there (e.g. inside a container image)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [COLLECTOR, command, *args],
+            [*prefix, collector, command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -53,6 +53,7 @@ class Delivery:
                             raise
                 stats.written += len(pending)
                 stats.batches += 1
+                stats.retrying = None
                 return
             except TransientSinkError as exc:
                 if not self._keep_trying(pending, exc):
@@ -71,6 +72,7 @@ class Delivery:
                                                             before_sleep=self._before_sleep):
                     with attempt:
                         self.sink.open()
+                self.stats.retrying = None
                 return
             except TransientSinkError as exc:
                 if self.abandon.is_set() or self.settings.when_full != "block":
@@ -81,6 +83,7 @@ class Delivery:
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.retries += 1
         exc = state.outcome.exception() if state.outcome else None
+        self.stats.retrying = str(exc)  # until a batch goes through: /healthz reports it
         log.warning("sink %s: retrying in %.2fs after: %s", self.sink.name,
                     state.next_action.sleep if state.next_action else 0.0, exc)
 

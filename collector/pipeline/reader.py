@@ -70,6 +70,7 @@ class Reader:
             staged = stage(event)
             if staged is None:
                 self.stats.filtered += 1
+                self.stats.filtered_by_type[event["event_type"]] += 1
             else:
                 out.append(staged)
         return out

@@ -28,6 +28,7 @@ from collector.pipeline.stats import Snapshot, render, snapshot
 from collector.pipeline.worker import SinkWorker
 from collector.probe import Probe
 from collector.probe.core import CoreProbe
+from collector.probe.privileges import missing_scan_privileges
 
 log = logging.getLogger("collector")
 
@@ -56,6 +57,7 @@ class Collector:
         self._signalled: int | None = None  # SIGINT/SIGTERM seen (set by the handler)
         self._hup = False  # SIGHUP seen, reopen not yet requested
         self.quiet_stop = False
+        self._probe_state: str | None = "probes not attached yet"  # None: attached, reading
         self.sinks = sinks if sinks is not None else build_sinks(cfg)
         self.workers = [SinkWorker(s, cfg.pipeline(s.name), on_fatal=self._on_fatal)
                         for s in self.sinks]
@@ -86,10 +88,22 @@ class Collector:
 
     def snapshot(self) -> Snapshot:
         """Every counter at this moment (reader, each sink, the cache, the
-        encoders' fallbacks): the one source of the stats line and of metrics."""
+        encoders' fallbacks, whether the probes are attached): the one source of
+        the stats line, of metrics and of /healthz."""
         avro = sys.modules.get("collector.encode.avro")  # imported only where Avro is written
         enrich = {**self.cache.counters(), "avro_fallbacks": avro.fallbacks() if avro else 0}
-        return snapshot(self.reader.stats, [w.stats for w in self.workers], enrich)
+        return snapshot(self.reader.stats, [w.stats for w in self.workers], enrich,
+                        self._probe_problem())
+
+    def _probe_problem(self) -> str | None:
+        """None while the probes are attached and the reader runs."""
+        if self._probe_state is not None:
+            return self._probe_state
+        if self.reader.error is not None:
+            return f"reader failed: {self.reader.error}"
+        if self.reader._thread.ident is not None and not self.reader._thread.is_alive():
+            return "reader stopped"
+        return None
 
     def stats_line(self) -> str:
         return render(self.snapshot())
@@ -112,6 +126,20 @@ class Collector:
 
     def run(self) -> int:
         self._install_signals()
+        metrics = None
+        if self.cfg.get("metrics.address"):
+            from collector.metrics import MetricsServer
+
+            metrics = MetricsServer(self.cfg["metrics.address"], self.snapshot,
+                                    self.cfg.get("capture.backend", "core"))
+            metrics.start()  # before the sinks open: /healthz says what start-up waits for
+        try:
+            return self._run()
+        finally:
+            if metrics is not None:
+                metrics.close()
+
+    def _run(self) -> int:
         started = time.monotonic()
         try:
             for w in self.workers:
@@ -122,6 +150,10 @@ class Collector:
                 w.drain(1.0)
             raise
         attached = time.monotonic()
+        self._probe_state = None
+        scan_problem = missing_scan_privileges()
+        if scan_problem:
+            print(f"collector: warning: {scan_problem}", file=sys.stderr, flush=True)
         log.info("attached in %.3fs", attached - started)
         print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
@@ -157,6 +189,7 @@ class Collector:
         for w in self.workers:
             w.stop_blocking(deadline)  # a stuck sink (policy block) must not hang the stop
         self.reader.stop()
+        self._probe_state = "probes detached: stopping"
         self.probe.close()
         all_delivered = True
         for w in self.workers:

@@ -8,12 +8,17 @@ them through `Collector.snapshot()` → `Snapshot`, so they cannot drift:
 
     Snapshot
       .reader   ReaderStats: records (raw, from the ring buffer), kernel_drops
-                {kind: n}, execs, exits, forks, procfs, filtered, decode_errors
+                {kind: n}, execs, exits, forks, procfs, filtered (and
+                filtered_by_type), decode_errors; emitted() = events handed to
+                the sinks, by event_type
       .sinks    [SinkCounters]: name, queued, written, batches, retries,
-                dropped {reason: n}, queue_depth, failed, extra (the sink's own
-                integer counters from health(), e.g. acked, rotations)
+                dropped {reason: n}, queue_depth, failed, retrying (the error a
+                retry is waiting out), extra (the sink's own integer counters
+                from health(), e.g. acked, rotations)
       .enrich   {name: n} from the process cache: cache (entries), evictions,
                 released, ... plus the encoders' fallbacks (avro_fallbacks)
+      .probe_problem  None while the probes are attached and the reader runs,
+                else one line saying why not (what /healthz reports first)
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collector.export.contract import Sink
+
+#: the reasons the core itself drops a sink's events for (a sink may add its own,
+#: e.g. Kafka's too_large): metrics report these from 0, before the first drop
+SINK_DROP_REASONS = ("queue_full", "sink_failed", "shutdown_timeout", "encode_error",
+                     "retries_exhausted")
 
 
 @dataclass
@@ -37,11 +47,19 @@ class ReaderStats:
     forks: int = 0
     procfs: int = 0  # exec events emitted by the start-up scan
     filtered: int = 0  # events dropped by filters (by design, not a loss)
+    filtered_by_type: Counter[str] = field(default_factory=Counter)  # the same, by event_type
     kernel_drops: dict[str, int] = field(default_factory=dict)
 
     @property
     def kernel_dropped(self) -> int:
         return sum(self.kernel_drops.values())
+
+    def emitted(self) -> dict[str, int]:
+        """Events handed to the sinks (after filters), by event_type."""
+        return {
+            "process_exec": self.execs + self.procfs - self.filtered_by_type["process_exec"],
+            "process_exit": self.exits - self.filtered_by_type["process_exit"],
+        }
 
 
 @dataclass
@@ -56,6 +74,7 @@ class SinkStats:
     dropped: Counter[str] = field(default_factory=Counter)  # reason → events
     queue_depth: int = 0
     failed: str | None = None  # why the sink stopped, if it did
+    retrying: str | None = None  # the error its open or last batch is being retried after
     extra: dict[str, int] = field(default_factory=dict)  # the sink's own counters (health())
 
     @property
@@ -97,11 +116,12 @@ class SinkCounters:
     queue_depth: int
     failed: str | None
     extra: dict[str, int]
+    retrying: str | None = None
 
     @classmethod
     def of(cls, s: SinkStats) -> SinkCounters:
         return cls(s.name, s.queued, s.written, s.batches, s.retries, dict(s.dropped),
-                   s.queue_depth, s.failed, dict(s.extra))
+                   s.queue_depth, s.failed, dict(s.extra), s.retrying)
 
 
 @dataclass(frozen=True)
@@ -111,12 +131,16 @@ class Snapshot:
     reader: ReaderStats
     sinks: list[SinkCounters]
     enrich: dict[str, int]
+    probe_problem: str | None = None
 
 
 def snapshot(reader: ReaderStats, sinks: list[SinkStats],
-             enrich: dict[str, int] | None = None) -> Snapshot:
-    copy = ReaderStats(**{**reader.__dict__, "kernel_drops": dict(reader.kernel_drops)})
-    return Snapshot(copy, [SinkCounters.of(s) for s in sinks], dict(enrich or {}))
+             enrich: dict[str, int] | None = None,
+             probe_problem: str | None = None) -> Snapshot:
+    copy = ReaderStats(**{**reader.__dict__, "kernel_drops": dict(reader.kernel_drops),
+                          "filtered_by_type": Counter(reader.filtered_by_type)})
+    return Snapshot(copy, [SinkCounters.of(s) for s in sinks], dict(enrich or {}),
+                    probe_problem)
 
 
 def render(snap: Snapshot) -> str:
@@ -149,5 +173,5 @@ def summary_line(reader: ReaderStats, sinks: list[SinkStats],
     return render(snapshot(reader, sinks, extra))
 
 
-__all__ = ["ReaderStats", "SinkCounters", "SinkStats", "Snapshot", "render", "snapshot",
+__all__ = ["SINK_DROP_REASONS", "ReaderStats", "SinkCounters", "SinkStats", "Snapshot", "render", "snapshot",
            "summary_line"]

@@ -72,6 +72,7 @@ class SinkWorker:
             self._opened = True
         except TransientSinkError as exc:
             log.warning("sink %s: cannot open yet (%s); retrying", self.sink.name, exc)
+            self.stats.retrying = f"cannot open: {exc}"
         self._thread.start()
 
     def put_many(self, events: list[Event]) -> None:
