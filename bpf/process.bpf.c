@@ -414,7 +414,13 @@ int BPF_PROG(handle_exit_claim, struct task_struct *task)
 {
 	struct exit_claim key = {};
 	__u8 one = 1;
-	long err;
+	/*
+	 * int, not long: up to 6.1 the verifier turns this helper call into a
+	 * direct call of the map's update, which returns an int, so only the
+	 * low 32 bits of R0 are the error (a 64-bit compare with -EEXIST never
+	 * matched there, and every losing witness reported too).
+	 */
+	int err;
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
