@@ -211,8 +211,8 @@ static long path_step(__u32 i, void *ctx)
  * offset; sets *truncated when the walk did not reach the root.
  *
  * bounded=false walks with bpf_loop (one verification of the step);
- * bounded=true with a plain loop of PATH_DEPTH_MAX steps, which verifiers
- * before 5.17 accept (they check every iteration). The two produce the same
+ * bounded=true with PATH_DEPTH_MAX steps in line, which verifiers before
+ * 5.17 accept (they check every step). The two produce the same
  * bytes and flags: the step is the same code.
  */
 static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct dentry *dentry,
@@ -229,6 +229,12 @@ static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct 
 	w->off = off;
 	w->done = 0;
 	if (bounded) {
+		/*
+		 * Unrolled: verifiers before 5.17 also refuse a loop whose back
+		 * edge is a fall-through, and clang rotates this loop so that it
+		 * is ("back-edge from insn 374 to 375" on 5.10).
+		 */
+#pragma clang loop unroll(full)
 		for (i = 0; i < PATH_DEPTH_MAX; i++)
 			if (path_step_body(w, e))
 				break;
@@ -408,7 +414,13 @@ int BPF_PROG(handle_exit_claim, struct task_struct *task)
 {
 	struct exit_claim key = {};
 	__u8 one = 1;
-	long err;
+	/*
+	 * int, not long: up to 6.1 the verifier turns this helper call into a
+	 * direct call of the map's update, which returns an int, so only the
+	 * low 32 bits of R0 are the error (a 64-bit compare with -EEXIST never
+	 * matched there, and every losing witness reported too).
+	 */
+	int err;
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
