@@ -102,7 +102,7 @@ def _image_package(suite: Suite) -> str:
         raise RuntimeError(f"{suite.name}: linux-image-amd64 names no image package")
     versions = re.findall(r"^Version: (\S+)", shown, re.M)
     best = max(range(len(names)), key=lambda i: _dpkg_key(versions[i]) if i < len(versions) else [])
-    return names[best]
+    return str(names[best])
 
 
 def _dpkg_key(version: str) -> list[int]:

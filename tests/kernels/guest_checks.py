@@ -368,6 +368,25 @@ SCENARIOS: list[tuple[str, Callable[[Path], Verifier]]] = [
 ]
 
 
+def bpf_run_misses(pid: int) -> list[tuple[str, int]]:
+    """(prog_tag, recursion_misses) of every BPF program the collector holds open.
+
+    The kernel skips a tracing program that is already running on the CPU (it was
+    preempted and the same tracepoint fired again) and only counts it here: the
+    program never runs, so its own drop counters cannot see the loss.
+    """
+    out = []
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    for entry in sorted(fdinfo.iterdir(), key=lambda p: int(p.name)):
+        try:
+            fields = dict(line.split(":", 1) for line in entry.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if "prog_tag" in fields and "recursion_misses" in fields:
+            out.append((fields["prog_tag"].strip(), int(fields["recursion_misses"])))
+    return out
+
+
 # --- load failures: name the program and the verifier's line -----------------------------
 
 def diagnose_load() -> list[str]:
@@ -388,7 +407,10 @@ def diagnose_load() -> list[str]:
         probe.close()
     for line in log[-25:]:  # the raw evidence, in the serial log
         say("load-log", line.rstrip())
-    blocks, failed, prog, block = [], [], None, []
+    blocks: list[str] = []
+    failed: list[str] = []
+    block: list[str] = []
+    prog: str | None = None
     for line in (ln.rstrip() for ln in log):
         if "-- BEGIN PROG LOAD LOG --" in line:
             prog, block = (line.split("'")[1] if "'" in line else "?"), []
@@ -455,6 +477,13 @@ def main() -> int:
             except Failed as exc:
                 error = str(exc)
         results.append((name, error))
+    misses = bpf_run_misses(c.proc.pid)
+    say("bpf-programs", " ".join(f"{tag}:misses={n}" for tag, n in misses) or "(none found)")
+    missed = sum(n for _, n in misses)
+    results.append(("no-missed-bpf-runs", None if misses and missed == 0 else
+                    f"the kernel skipped the collector's programs {missed} times (recursion_misses: "
+                    "a program preempted by another run of itself on the same CPU); those events "
+                    "are lost and not in drops=" if misses else "no BPF program fds in fdinfo"))
     rc = c.stop()
     stats = next((ln for ln in reversed(c.stderr) if ln.startswith("stats:")), "")
     say("stats", stats)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,10 +112,16 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
+def wheel_digest(wheel: Path) -> bytes:
+    """The wheel's files, not its zip timestamps: a rebuilt identical wheel reuses the guest."""
+    with zipfile.ZipFile(wheel) as zf:
+        return b"".join(name.encode() + zf.read(name) for name in sorted(zf.namelist()))
+
+
 def initramfs(wheel: Path, deps: Path) -> Path:
     """The guest's whole root as one uncompressed cpio (newc), rebuilt when an input changes."""
     tarball = fetch.root_tarball()
-    key = _digest(wheel.read_bytes(), CHECKS.read_bytes(), INIT.read_bytes(), tarball.name.encode(),
+    key = _digest(wheel_digest(wheel), CHECKS.read_bytes(), INIT.read_bytes(), tarball.name.encode(),
                   " ".join(sorted(p.name for p in deps.glob("*.whl"))).encode())
     out = BUILD / f"initramfs-{key}.cpio"
     if out.exists():
@@ -157,7 +164,7 @@ def host_venv(wheel: Path, deps: Path) -> Path:
     """A venv on this host from the same wheel, for the host-kernel run."""
     venv = BUILD / "host-venv"
     stamp = venv / ".wheel"
-    key = _digest(wheel.read_bytes())
+    key = _digest(wheel_digest(wheel))
     if stamp.exists() and stamp.read_text() == key:
         return venv
     shutil.rmtree(venv, ignore_errors=True)
