@@ -62,6 +62,7 @@ wheel: apt venv
 # host's kernel, each running tests/kernels/guest_checks.py against the collector of `make wheel`.
 KERNELS_APT_PACKAGES := qemu-system-x86 debootstrap cpio
 KERNELS ?=
+CHECKOUT ?=
 .PHONY: kernels kernels-apt kernels-readme
 kernels-apt: build/.kernels-apt.stamp
 build/.kernels-apt.stamp:
@@ -74,7 +75,8 @@ build/.kernels-apt.stamp:
 	@touch $@
 
 kernels: wheel kernels-apt
-	$(VENV)/bin/python -m tests.kernels.matrix $(if $(KERNELS),--kernels $(KERNELS))
+	$(VENV)/bin/python -m tests.kernels.matrix $(if $(KERNELS),--kernels $(KERNELS)) \
+		$(if $(CHECKOUT),--checkout $(CHECKOUT))
 
 # Rewrite README's "Supported kernels" table from tests/kernels/results.json.
 kernels-readme: venv
