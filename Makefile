@@ -60,7 +60,7 @@ wheel: apt venv
 
 # The kernel matrix (tests/kernels/): Debian's kernels 5.10 to 7.x under qemu (TCG) plus this
 # host's kernel, each running tests/kernels/guest_checks.py against the collector of `make wheel`.
-KERNELS_APT_PACKAGES := qemu-system-x86 debootstrap cpio
+KERNELS_APT_PACKAGES := qemu-system-x86 debootstrap cpio python3-venv
 KERNELS ?=
 CHECKOUT ?=
 .PHONY: kernels kernels-apt kernels-readme

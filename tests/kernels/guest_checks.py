@@ -441,6 +441,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     results: list[tuple[str, str | None]] = []  # (check, failure or None)
     say("kernel", os.uname().release)
+    say("version", os.uname().version, f"cpus={os.cpu_count()}")
+    try:  # the preemption model decides whether a BPF program can be preempted by its own tracepoint
+        say("preempt", Path("/sys/kernel/debug/sched/preempt").read_text().strip())
+    except OSError:
+        pass
 
     check = subprocess.run([args.collector, "check"], capture_output=True, text=True, timeout=300)
     for line in (check.stdout + check.stderr).splitlines():

@@ -7,6 +7,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null   # sched/preempt, for the log
 exec </dev/console >/dev/console 2>&1
 echo "KCHECK boot uptime=$(cut -d' ' -f1 /proc/uptime)s"
 /opt/collector/bin/python /opt/kcheck/guest_checks.py --collector /opt/collector/bin/collector --work /tmp/kcheck
