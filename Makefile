@@ -93,3 +93,26 @@ image: setup image-tools
 	if [ -n "$$old" ] && [ "$$old" != "$$(buildah images -q $(IMAGE))" ]; then \
 		buildah rmi "$$old" >/dev/null 2>&1 || true; fi  # the previous build, now untagged
 	@buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
+# The kernel matrix (tests/kernels/): Debian's kernels 5.10 to 7.x under qemu (TCG) plus this
+# host's kernel, each running tests/kernels/guest_checks.py against the collector of `make wheel`.
+KERNELS_APT_PACKAGES := qemu-system-x86 debootstrap cpio python3-venv
+KERNELS ?=
+CHECKOUT ?=
+.PHONY: kernels kernels-apt kernels-readme
+kernels-apt: build/.kernels-apt.stamp
+build/.kernels-apt.stamp:
+	@mkdir -p build
+	@missing=""; for p in $(KERNELS_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+kernels: wheel kernels-apt
+	$(VENV)/bin/python -m tests.kernels.matrix $(if $(KERNELS),--kernels $(KERNELS)) \
+		$(if $(CHECKOUT),--checkout $(CHECKOUT))
+
+# Rewrite README's "Supported kernels" table from tests/kernels/results.json.
+kernels-readme: venv
+	$(VENV)/bin/python -m tests.kernels.readme_table
