@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.helpers import COLLECTOR
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.kafka_cluster import KafkaCluster
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +68,44 @@ def acl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[KafkaCluster]:
+    """Not under pytest's basetemp: another pytest run on this machine (as the same
+    user) prunes old basetemps, which would delete the data of running nodes."""
+    workdir = Path(tempfile.mkdtemp(prefix="process-collector-kafka-cluster-"))
+    cluster = KafkaCluster(workdir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item, so a fixture can see that its test failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture
+def kafka_cluster(_session_cluster: KafkaCluster, request: pytest.FixtureRequest,
+                  ) -> Iterator[KafkaCluster]:
+    """The session's three-node cluster with every node up and every partition in
+    sync (a fault test that left a node down is healed first). When the test fails,
+    what the cluster looks like and where each node logs is printed with it."""
+    _session_cluster.start()
+    _session_cluster.wait_isr_full()
+    yield _session_cluster
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("\n" + _session_cluster.describe())
+        for i, node in _session_cluster.nodes.items():
+            print(f"--- node {i} log tail ---\n{node.log_tail(40)}")
 
 
 def new_topic(prefix: str) -> str:
