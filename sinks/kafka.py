@@ -36,6 +36,10 @@ Producer defaults (any of them can be overridden with kafka.options):
   linger only groups the produce() calls of one round.
 - reconnect.backoff.max.ms = 2000: after an outage the producer notices
   the broker is back within ~2 s instead of up to 10 s.
+- statistics.interval.ms = 1000: librdkafka's own re-sends during a failover
+  (leader change, NOT_ENOUGH_REPLICAS) end in a "delivered" report, so they
+  are counted from its statistics (sinks.kafka_producer_stats) and shown as
+  producer_retries= and leader_changes= on the stats line, never as drops.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from collector.errors import UsageError
 from collector.schema import raw_schema
 from sinks.base import Event, PartialWriteError, Sink, TransientSinkError
 from sinks.disk_buffer import DiskBuffer
+from sinks.kafka_producer_stats import STATISTICS_INTERVAL_MS, ProducerStats
 
 log = logging.getLogger("collector.kafka")
 rdlog = logging.getLogger("collector.kafka.librdkafka")
@@ -69,13 +74,14 @@ PRODUCER_DEFAULTS: dict[str, str] = {
     "linger.ms": "5",
     "message.timeout.ms": "300000",
     "reconnect.backoff.max.ms": "2000",
+    "statistics.interval.ms": STATISTICS_INTERVAL_MS,
     "client.id": "process-collector",
 }
 #: settings that are callbacks in the Python client, or set by other keys
 RESERVED_OPTIONS = {
     "bootstrap.servers": "set the brokers with kafka.bootstrap (--kafka-bootstrap)",
     "error_cb": "a callback, set by the sink", "logger": "a callback, set by the sink",
-    "on_delivery": "a callback, set by the sink", "stats_cb": "a callback",
+    "on_delivery": "a callback, set by the sink", "stats_cb": "a callback, set by the sink",
     "throttle_cb": "a callback", "oauth_cb": "a callback",
 }
 CONTENT_TYPES = {
@@ -178,12 +184,15 @@ class _Delivery:
         self.outage_since: float | None = None
         self._fatal: str | None = None
         self._last_logged: dict[str, float] = {}
+        self._retired_retries = self._retired_leader_changes = 0  # of producers replaced
+        self.producer_stats = ProducerStats()
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
         conf: dict[str, Any] = dict(self.config)
         conf["error_cb"] = self._on_error
         conf["logger"] = LibrdkafkaLogger(self.secrets)
+        conf["stats_cb"] = self.producer_stats
         try:
             return Producer(conf)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -288,8 +297,20 @@ class _Delivery:
             self.producer.flush(0.5)
         return rnd
 
+    @property
+    def producer_retries(self) -> int:
+        """Messages librdkafka re-sent by itself (see sinks.kafka_producer_stats)."""
+        return self._retired_retries + self.producer_stats.retries
+
+    @property
+    def leader_changes(self) -> int:
+        return self._retired_leader_changes + self.producer_stats.leader_changes
+
     def _restart_producer(self) -> None:
         """After a fatal error (idempotence state lost) the producer is unusable."""
+        self._retired_retries += self.producer_stats.retries
+        self._retired_leader_changes += self.producer_stats.leader_changes
+        self.producer_stats = ProducerStats()
         old, self.producer, self._fatal = self.producer, self._new_producer(), None
         old.purge()
         old.flush(0)
@@ -478,7 +499,9 @@ class KafkaSink(Sink):
 
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"acked": self.delivery.acked, "resent": self.delivery.resent,
-                               "queue_full_waits": self.delivery.queue_full_waits}
+                               "queue_full_waits": self.delivery.queue_full_waits,
+                               "producer_retries": self.delivery.producer_retries,
+                               "leader_changes": self.delivery.leader_changes}
         if self.buffer is not None:
             out["backlog"] = self.buffer.rows
             out["backlog_bytes"] = self.buffer.bytes
