@@ -103,6 +103,7 @@ _DROP_REASONS: dict[int, str] = {
     KafkaError.TOPIC_EXCEPTION: "invalid_topic",
     KafkaError.INVALID_RECORD: "invalid_record",
 }
+_BROKER_NAME = re.compile(r"^(\S+:\d+/\d+): ")  # librdkafka's "host:port/node-id: ..."
 _PENDING = object()  # a report not in yet
 Headers = dict[str, list[tuple[str, str | bytes | None]]]  # event type → message headers
 
@@ -211,8 +212,17 @@ class _Delivery:
                 self.outage_since = time.monotonic()
             if self.refused():
                 return  # the consequence of a refusal already reported, not an outage
-            self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events wait "
-                            "and are sent when it answers", self.config["bootstrap.servers"], text)
+            # librdkafka names the one broker it lost ("host:port/id: ..."); in a
+            # cluster the others take over its partitions, so say which one it was
+            lost = _BROKER_NAME.match(text)
+            if code != KafkaError._ALL_BROKERS_DOWN and lost and "," in self.config["bootstrap.servers"]:
+                self._log_every(f"unreachable {lost.group(1)}", 30.0, "kafka: broker %s unreachable "
+                                "(%s); its partitions wait for a new leader (counted as "
+                                "producer_retries, not drops)", lost.group(1), text)
+            else:
+                self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events "
+                                "wait and are sent when it answers",
+                                self.config["bootstrap.servers"], text)
         elif code == KafkaError._AUTHENTICATION:
             self._log_every("auth", 30.0, "kafka: authentication failed: %s; check sasl.mechanism, "
                             "sasl.username and sasl.password in kafka.options", text)
@@ -269,7 +279,8 @@ class _Delivery:
         if out.delivered and self.outage_since is not None:
             log.warning("kafka: delivering again after %.0fs", time.monotonic() - self.outage_since)
             self.outage_since = None
-            self._last_logged.pop("unreachable", None)
+            for key in [k for k in self._last_logged if k.startswith("unreachable")]:
+                del self._last_logged[key]
         return out
 
     def _produce_and_wait(self, items: Sequence[Record], cancel: threading.Event | None) -> _Round:
