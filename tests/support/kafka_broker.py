@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -223,6 +223,7 @@ class KafkaBroker:
         quorum_voters: str | None = None,
         cluster_id: str | None = None,
         replication_factor: int = 1,
+        jvm_options: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.port = port or _free_port()
@@ -243,6 +244,7 @@ class KafkaBroker:
         self.quorum_voters = quorum_voters or f"{node_id}@127.0.0.1:{self.controller_port}"
         self.cluster_id = cluster_id
         self.replication_factor = replication_factor
+        self.jvm_options = list(jvm_options)
         self.min_insync = 1 if replication_factor == 1 else 2
         self._log_offset = 0
         self._deadline = 0.0
@@ -335,6 +337,7 @@ class KafkaBroker:
             f"-Xmx{self.heap}",
             "-Xms128m",
             "-XX:+UseSerialGC",  # fewer GC threads on a small test machine
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.workdir}",
