@@ -56,3 +56,9 @@ kafka: setup
 
 clean:
 	rm -rf build $(BPF_OBJ) $(VENV)
+
+# A local three-node Kafka cluster (KRaft, replication 3, min.insync.replicas 2) on
+# 127.0.0.1:9092,9093,9094 for trying failover by hand (Ctrl-C stops all three).
+.PHONY: kafka-cluster
+kafka-cluster: setup
+	$(VENV)/bin/python tests/support/kafka_cluster.py start --dir .cache/kafka-cluster-run --ports 9092,9093,9094
