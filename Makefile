@@ -61,3 +61,8 @@ test-unit: venv
 .PHONY: wheel
 wheel: apt venv
 	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist .
+# A local three-node Kafka cluster (KRaft, replication 3, min.insync.replicas 2) on
+# 127.0.0.1:9092,9093,9094 for trying failover by hand (Ctrl-C stops all three).
+.PHONY: kafka-cluster
+kafka-cluster: setup
+	$(VENV)/bin/python tests/support/kafka_cluster.py start --dir .cache/kafka-cluster-run --ports 9092,9093,9094

@@ -4,6 +4,7 @@
     message.py      event → Message (value framing, key = exec_id, headers)
     delivery.py     delivery reports → delivered / re-send / drop(reason): pure
     producer.py     one producer, its background errors, produce-and-wait rounds
+    producer_stats.py  librdkafka's own re-sends and leader changes (stats_cb)
     direct.py       buffer = memory: write_batch is one round
     buffered.py     buffer = disk: durable append + the sender thread
     disk_buffer.py  the SQLite FIFO the sender reads
