@@ -13,8 +13,9 @@
     sink.py         KafkaSink: the collector.export.Sink the core drives
 
 Imports run one way: sink → direct/buffered → producer → delivery/message
-→ options; nothing here is imported by the core (only found, by its entry
-point). Retries, batching, backpressure and counting are the core's.
+→ options → producer_stats; nothing here is imported by the core (only
+found, by its entry point). Retries, batching, backpressure and counting
+are the core's.
 """
 
 from sinks.kafka.sink import KafkaSink
