@@ -116,3 +116,8 @@ kernels: wheel kernels-apt
 # Rewrite README's "Supported kernels" table from tests/kernels/results.json.
 kernels-readme: venv
 	$(VENV)/bin/python -m tests.kernels.readme_table
+# A local three-node Kafka cluster (KRaft, replication 3, min.insync.replicas 2) on
+# 127.0.0.1:9092,9093,9094 for trying failover by hand (Ctrl-C stops all three).
+.PHONY: kafka-cluster
+kafka-cluster: setup
+	$(VENV)/bin/python tests/support/kafka_cluster.py start --dir .cache/kafka-cluster-run --ports 9092,9093,9094

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,14 +31,37 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.helpers import COLLECTOR
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.kafka_cluster import KafkaCluster
+
+
+@contextmanager
+def _outside_basetemp(name: str) -> Iterator[Path]:
+    """A working directory not under pytest's basetemp, removed afterwards: every
+    pytest run on this machine (as the same user) prunes old basetemps at its
+    start, which would delete the data of a broker still running in this one."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"process-collector-{name}-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _running_broker(name: str, **kwargs: Any) -> Iterator[KafkaBroker]:
+    """A broker for the session in its own directory outside basetemp."""
+    with _outside_basetemp(name) as workdir:
+        broker = KafkaBroker(workdir, **kwargs)
+        try:
+            broker.start()
+            yield broker
+        finally:
+            broker.stop()
 
 
 @pytest.fixture(scope="session")
-def _session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), sasl_ssl=True)
-    broker.start()
-    yield broker
-    broker.stop()
+def _session_broker() -> Iterator[KafkaBroker]:
+    with _running_broker("kafka", sasl_ssl=True) as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -46,24 +73,56 @@ def kafka(_session_broker: KafkaBroker) -> KafkaBroker:
 
 
 @pytest.fixture(scope="session")
-def strict_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+def strict_kafka() -> Iterator[KafkaBroker]:
     """A broker that does not create topics on first write."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-strict"), auto_create_topics=False)
-    broker.start()
-    yield broker
-    broker.stop()
+    with _running_broker("kafka-strict", auto_create_topics=False) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
-def acl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+def acl_kafka() -> Iterator[KafkaBroker]:
     """A broker with an authorizer: the PLAINTEXT listener (ANONYMOUS) is a super
     user, the SASL_SSL user may do only what a test grants it."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-acl"), sasl_ssl=True, extra_config={
+    with _running_broker("kafka-acl", sasl_ssl=True, extra_config={
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": "User:ANONYMOUS"})
-    broker.start()
-    yield broker
-    broker.stop()
+        "super.users": "User:ANONYMOUS"}) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[KafkaCluster]:
+    """Not under pytest's basetemp (see _outside_basetemp)."""
+    with _outside_basetemp("kafka-cluster") as workdir:
+        cluster = KafkaCluster(workdir)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item, so a fixture can see that its test failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture
+def kafka_cluster(_session_cluster: KafkaCluster, request: pytest.FixtureRequest,
+                  ) -> Iterator[KafkaCluster]:
+    """The session's three-node cluster with every node up and every partition in
+    sync (a fault test that left a node down is healed first). When the test fails,
+    what the cluster looks like and where each node logs is printed with it."""
+    _session_cluster.start()
+    _session_cluster.wait_isr_full()
+    yield _session_cluster
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("\n" + _session_cluster.describe())
+        for i, node in _session_cluster.nodes.items():
+            print(f"--- node {i} log tail ---\n{node.log_tail(40)}")
 
 
 def new_topic(prefix: str) -> str:

@@ -4,6 +4,7 @@
     message.py      event → Message (value framing, key = exec_id, headers)
     delivery.py     delivery reports → delivered / re-send / drop(reason): pure
     producer.py     one producer, its background errors, produce-and-wait rounds
+    producer_stats.py  librdkafka's own re-sends and leader changes (stats_cb)
     direct.py       buffer = memory: write_batch is one round
     buffered.py     buffer = disk: durable append + the sender thread
     disk_buffer.py  the SQLite FIFO the sender reads
@@ -12,8 +13,9 @@
     sink.py         KafkaSink: the collector.export.Sink the core drives
 
 Imports run one way: sink → direct/buffered → producer → delivery/message
-→ options; nothing here is imported by the core (only found, by its entry
-point). Retries, batching, backpressure and counting are the core's.
+→ options → producer_stats; nothing here is imported by the core (only
+found, by its entry point). Retries, batching, backpressure and counting
+are the core's.
 """
 
 from sinks.kafka.sink import KafkaSink

@@ -12,15 +12,24 @@ Output: one JSON line per event, the same shape as `collector run`'s
 stdout JSON (timestamps as RFC 3339).
 
 Partitions are assigned directly (no consumer group to join, nothing
-committed): the tool only looks, it never moves anybody's offsets.
+committed): the tool only looks, it never moves anybody's offsets. With
+--group NAME it is one member of a consumer group instead, as a SIEM's
+readers are: the group shares the partitions out, each member prints only
+its own, and offsets are committed, so several `collector consume --group`
+processes together print every event once. An offset is stored only after
+its line was written, and stored offsets are committed when partitions are
+taken away in a rebalance and at exit: a partition that moves goes on where
+the last member stopped (at-least-once if a member is killed).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import signal
 import struct
 import sys
+import threading
 import time
 import uuid
 from typing import Any, BinaryIO
@@ -72,16 +81,17 @@ class Decoder:
 
 def consume(*, bootstrap: str, topic: str, options: dict[str, str], schema_registry: str | None,
             from_beginning: bool, max_events: int | None, idle_timeout: float | None,
-            out: BinaryIO | None = None) -> int:
+            out: BinaryIO | None = None, group: str | None = None) -> int:
     """Print the topic's events as JSON lines; the exit code for the CLI."""
     stream = out if out is not None else sys.stdout.buffer
     for key in options:
         if key in RESERVED_OPTIONS and key != "on_delivery":
             raise UsageError(f"--kafka-option {key}: not allowed here; {RESERVED_OPTIONS[key]}")
     conf: dict[str, Any] = {
-        "group.id": f"collector-consume-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": "false",
+        "group.id": group or f"collector-consume-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": "true" if group else "false",
         "enable.auto.offset.store": "false",
+        **({"auto.offset.reset": "earliest" if from_beginning else "latest"} if group else {}),
         **options,
         "bootstrap.servers": bootstrap,
     }
@@ -96,17 +106,23 @@ def consume(*, bootstrap: str, topic: str, options: dict[str, str], schema_regis
         text = arg.str() if isinstance(arg, KafkaError) else str(arg)
         raise UsageError(f"--kafka-option: {redact(text, secrets)}") from None
     decode = Decoder(SchemaRegistry(schema_registry) if schema_registry else None)
+    previous = _stop_on_signals()
     try:
         partitions = _wait_for_topic(consumer, topic, idle_timeout, errors)
         if partitions is None:
             return 1
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in partitions])
-        return _loop(consumer, decode, stream, max_events, idle_timeout)
+        if group:
+            _join(consumer, topic, group)
+        else:
+            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+            consumer.assign([TopicPartition(topic, p, start) for p in partitions])
+        return _loop(consumer, decode, stream, max_events, idle_timeout, store=bool(group))
     except KeyboardInterrupt:
         return 0
     finally:
         consumer.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait_for_topic(consumer: Consumer, topic: str, idle_timeout: float | None,
@@ -132,11 +148,47 @@ def _wait_for_topic(consumer: Consumer, topic: str, idle_timeout: float | None,
         time.sleep(0.5)
 
 
+_stopping = threading.Event()
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGINT/SIGTERM end the loop after the current batch, so the consumer is
+    closed (a group member commits and leaves at once). A KeyboardInterrupt raised
+    inside librdkafka's consume() instead surfaces as a SystemError traceback.
+    Returns the handlers to put back."""
+    _stopping.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda _s, _f: _stopping.set())
+    return previous
+
+
+def _join(consumer: Consumer, topic: str, group: str) -> None:
+    """Subscribe as a group member; say on stderr which partitions are ours."""
+
+    def on_assign(_c: Consumer, parts: list[TopicPartition]) -> None:
+        ids = ",".join(str(p.partition) for p in sorted(parts, key=lambda p: p.partition))
+        print(f"collector consume: group {group}: assigned partitions {ids or 'none'} of {topic}",
+              file=sys.stderr, flush=True)
+
+    def on_revoke(c: Consumer, _parts: list[TopicPartition]) -> None:
+        try:  # what we printed is done: the next owner starts after it
+            c.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                print(f"collector consume: commit at rebalance failed: {exc.args[0].str()}",
+                      file=sys.stderr, flush=True)
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+
+
 def _loop(consumer: Consumer, decode: Decoder, stream: BinaryIO, max_events: int | None,
-          idle_timeout: float | None) -> int:
+          idle_timeout: float | None, store: bool = False) -> int:
     count = bad = 0
     last = time.monotonic()
-    while max_events is None or count < max_events:
+    while (max_events is None or count < max_events) and not _stopping.is_set():
         want = 500 if max_events is None else min(500, max_events - count)
         msgs = consumer.consume(num_messages=want, timeout=0.2)
         lines: list[bytes] = []
@@ -159,6 +211,14 @@ def _loop(consumer: Consumer, decode: Decoder, stream: BinaryIO, max_events: int
         if lines:
             stream.write(b"".join(lines))
             stream.flush()
+        if store and msgs:  # printed: may be committed
+            ends: dict[tuple[str, int], int] = {}
+            for m in msgs:
+                t, p, o = m.topic(), m.partition(), m.offset()
+                if m.error() is None and t is not None and p is not None and o is not None:
+                    ends[(t, p)] = o + 1
+            if ends:
+                consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()])
         if msgs:
             last = time.monotonic()
         elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
@@ -168,4 +228,3 @@ def _loop(consumer: Consumer, decode: Decoder, stream: BinaryIO, max_events: int
               flush=True)
         return 1
     return 0
-

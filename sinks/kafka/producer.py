@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,11 @@ from collector.errors import UsageError
 from sinks.kafka.delivery import DROP_REASONS, PENDING, Outcome, classify
 from sinks.kafka.message import Headers, Message
 from sinks.kafka.options import redact
+from sinks.kafka.producer_stats import ProducerStats
 
 log = logging.getLogger("collector.kafka")
 rdlog = logging.getLogger("collector.kafka.librdkafka")
+_BROKER_NAME = re.compile(r"^(\S+:\d+/\d+): ")  # librdkafka's "host:port/node-id: ..."
 
 
 class LibrdkafkaLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -79,12 +82,15 @@ class Rounds:
         self._factory = producer_factory
         self._fatal: str | None = None
         self._last_logged: dict[str, float] = {}
+        self._retired_retries = self._retired_leader_changes = 0  # of producers replaced
+        self.producer_stats = ProducerStats()
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Any:
         conf: dict[str, Any] = dict(self.config)
         conf["error_cb"] = self.on_error
         conf["logger"] = LibrdkafkaLogger(self.secrets)
+        conf["stats_cb"] = self.producer_stats
         try:
             return self._factory(conf)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -104,8 +110,18 @@ class Rounds:
                 self.outage_since = time.monotonic()
             if self.refused():
                 return  # the consequence of a refusal already reported, not an outage
-            self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events wait "
-                            "and are sent when it answers", self.config["bootstrap.servers"], text)
+            # librdkafka names the one broker it lost ("host:port/id: ..."); in a
+            # cluster the others take over its partitions, so say which one it was
+            lost = _BROKER_NAME.match(text)
+            several = "," in self.config["bootstrap.servers"]
+            if code != KafkaError._ALL_BROKERS_DOWN and lost and several:
+                self._log_every(f"unreachable {lost.group(1)}", 30.0, "kafka: broker %s "
+                                "unreachable (%s); its partitions wait for a new leader "
+                                "(counted as producer_retries, not drops)", lost.group(1), text)
+            else:
+                self._log_every("unreachable", 30.0, "kafka: broker %s unreachable (%s); events "
+                                "wait and are sent when it answers",
+                                self.config["bootstrap.servers"], text)
         elif code == KafkaError._AUTHENTICATION:
             self._log_every("auth", 30.0, "kafka: authentication failed: %s; check sasl.mechanism, "
                             "sasl.username and sasl.password in kafka.options", text)
@@ -147,7 +163,8 @@ class Rounds:
         if out.delivered and self.outage_since is not None:
             log.warning("kafka: delivering again after %.0fs", time.monotonic() - self.outage_since)
             self.outage_since = None
-            self._last_logged.pop("unreachable", None)
+            for key in [k for k in self._last_logged if k.startswith("unreachable")]:
+                del self._last_logged[key]
         return out
 
     def _produce_and_wait(self, items: Sequence[Message], cancel: threading.Event | None) -> _Round:
@@ -175,8 +192,21 @@ class Rounds:
             self.producer.flush(0.5)
         return rnd
 
+    @property
+    def producer_retries(self) -> int:
+        """Messages librdkafka re-sent by itself (see sinks.kafka.producer_stats)."""
+        return self._retired_retries + self.producer_stats.retries
+
+    @property
+    def leader_changes(self) -> int:
+        """Partition leader moves seen in librdkafka's statistics, all producers."""
+        return self._retired_leader_changes + self.producer_stats.leader_changes
+
     def _restart_producer(self) -> None:
         """After a fatal error (idempotence state lost) the producer is unusable."""
+        self._retired_retries += self.producer_stats.retries
+        self._retired_leader_changes += self.producer_stats.leader_changes
+        self.producer_stats = ProducerStats()
         old, self.producer, self._fatal = self.producer, self._new_producer(), None
         old.purge()
         old.flush(0)

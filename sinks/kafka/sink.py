@@ -113,7 +113,9 @@ class KafkaSink(Sink):
 
     def health(self) -> dict[str, Any]:
         return {"acked": self.delivery.acked, "resent": self.delivery.resent,
-                "queue_full_waits": self.delivery.queue_full_waits, **self.path.health()}
+                "queue_full_waits": self.delivery.queue_full_waits,
+                "producer_retries": self.delivery.producer_retries,
+                "leader_changes": self.delivery.leader_changes, **self.path.health()}
 
     # -- helpers of both paths ------------------------------------------------------------
 

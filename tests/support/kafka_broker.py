@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -219,6 +219,11 @@ class KafkaBroker:
         heap: str = "512m",
         cache_dir: Path | str | None = None,
         die_with_parent: bool = True,
+        node_id: int = NODE_ID,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        replication_factor: int = 1,
+        jvm_options: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.port = port or _free_port()
@@ -232,6 +237,18 @@ class KafkaBroker:
         self.heap = heap
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.die_with_parent = die_with_parent
+        # One node of a cluster (KafkaCluster) differs from the single broker only in
+        # these: its id, the voters of the shared quorum, the shared cluster id and the
+        # replication of every topic (internal ones included).
+        self.node_id = node_id
+        self.quorum_voters = quorum_voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.cluster_id = cluster_id
+        self.replication_factor = replication_factor
+        self.jvm_options = list(jvm_options)
+        self.min_insync = 1 if replication_factor == 1 else 2
+        self._log_offset = 0
+        self._deadline = 0.0
+        self._t0 = 0.0
 
         self.data_dir = self.workdir / "data"
         self.config_path = self.workdir / "server.properties"
@@ -295,9 +312,17 @@ class KafkaBroker:
         """
         if self.is_running():
             return self
-        t0 = time.monotonic()
+        self.launch(timeout)
+        return self.wait_ready()
+
+    def launch(self, timeout: float = 60) -> None:
+        """Start the JVM without waiting for it. A cluster node is only ready once a
+        quorum of controllers runs, so KafkaCluster launches every node first."""
+        if self.is_running():
+            return
+        self._t0 = time.monotonic()
         libs = fetch_kafka(self.cache_dir)
-        deadline = time.monotonic() + timeout
+        self._deadline = time.monotonic() + timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.sasl_ssl:
             self._ensure_tls()
@@ -305,13 +330,14 @@ class KafkaBroker:
         self._write_log4j()
         self._format_storage(libs)
 
-        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log_file = open(self.log_path, "ab")
         cmd = [
             _java(),
             f"-Xmx{self.heap}",
             "-Xms128m",
             "-XX:+UseSerialGC",  # fewer GC threads on a small test machine
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.workdir}",
@@ -335,14 +361,17 @@ class KafkaBroker:
             stderr=subprocess.STDOUT,
         )
         _LIVE.add(self)
+
+    def wait_ready(self) -> KafkaBroker:
+        """Wait (until launch's deadline) for the launched node to serve clients."""
         try:
-            self._wait_ready(log_offset, deadline=deadline)
+            self._wait_ready(self._log_offset, deadline=self._deadline)
             if self.sasl_ssl:
                 self._ensure_scram_users()
         except BaseException:
             self.kill()
             raise
-        self.last_start_seconds = time.monotonic() - t0
+        self.last_start_seconds = time.monotonic() - self._t0
         return self
 
     def stop(self, timeout: float = 30) -> None:
@@ -443,7 +472,7 @@ class KafkaBroker:
             "--partitions",
             str(partitions),
             "--replication-factor",
-            "1",
+            str(self.replication_factor),
         ]
         for key, value in (config or {}).items():
             args += ["--config", f"{key}={_prop_value(value)}"]
@@ -485,9 +514,9 @@ class KafkaBroker:
             protocols.append("SASL_SSL:SASL_SSL")
         props: dict[str, ConfigValue] = {
             "process.roles": "broker,controller",
-            "node.id": NODE_ID,
-            # Static quorum: one voter, ourselves; format needs no --standalone.
-            "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{self.controller_port}",
+            "node.id": self.node_id,
+            # Static quorum (ourselves, or the cluster's voters); format needs no --standalone.
+            "controller.quorum.voters": self.quorum_voters,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listeners": ",".join(listeners),
@@ -496,14 +525,17 @@ class KafkaBroker:
             "log.dirs": str(self.data_dir),
             "num.partitions": self.num_partitions,
             "auto.create.topics.enable": self.auto_create_topics,
-            # Single node: every internal topic must fit on one replica.
-            "default.replication.factor": 1,
-            "min.insync.replicas": 1,
-            "offsets.topic.replication.factor": 1,
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
-            "share.coordinator.state.topic.replication.factor": 1,
-            "share.coordinator.state.topic.min.isr": 1,
+            # Single node: every internal topic must fit on one replica. A cluster
+            # node: three replicas, two of them in sync for acks=all, and never a
+            # replica that was out of sync elected leader (it would lose acked data).
+            "default.replication.factor": self.replication_factor,
+            "min.insync.replicas": self.min_insync,
+            "unclean.leader.election.enable": False,
+            "offsets.topic.replication.factor": self.replication_factor,
+            "transaction.state.log.replication.factor": self.replication_factor,
+            "transaction.state.log.min.isr": self.min_insync,
+            "share.coordinator.state.topic.replication.factor": self.replication_factor,
+            "share.coordinator.state.topic.min.isr": self.min_insync,
             # Fewer internal partitions and no rebalance delay: faster tests.
             "offsets.topic.num.partitions": 1,
             "transaction.state.log.num.partitions": 1,
@@ -599,7 +631,7 @@ class KafkaBroker:
             "--config",
             str(self.config_path),
             "--cluster-id",
-            _new_cluster_id(),
+            self.cluster_id or _new_cluster_id(),
             "--ignore-formatted",
         ]
         if self.sasl_ssl:
@@ -661,7 +693,7 @@ class KafkaBroker:
                     started = STARTED_MARKER.encode() in f.read()
             if started:
                 try:
-                    ready = NODE_ID in _metadata_broker_ids("127.0.0.1", self.port)
+                    ready = self.node_id in _metadata_broker_ids("127.0.0.1", self.port)
                 except (OSError, struct.error):
                     ready = False
                 if ready and self.sasl_ssl:
