@@ -48,20 +48,29 @@ def probe(request: pytest.FixtureRequest) -> Iterator[CoreProbe]:
         p.close()
 
 
-def exits_of(probe: CoreProbe, pids: set[int], settle_s: float = 1.0) -> dict[int, list[int]]:
-    """Exit statuses per pid, read until every pid has one and `settle_s` passed."""
-    seen: dict[int, list[int]] = {pid: [] for pid in pids}
+BOOT = time.CLOCK_BOOTTIME
+
+
+def exits_of(probe: CoreProbe, children: list[tuple[int, int, int]], settle_s: float = 1.0,
+             ) -> dict[tuple[int, int, int], list[int]]:
+    """Exit statuses per child (pid, boottime before spawn, after reaping), read until every
+    child has one and `settle_s` passed. An exit is the child's when its pid matches and its
+    group start time lies in that window: pids wrap and get reused, even within one test."""
+    seen: dict[tuple[int, int, int], list[int]] = {c: [] for c in children}
+    by_pid: dict[int, list[tuple[int, int, int]]] = {}
+    for c in children:
+        by_pid.setdefault(c[0], []).append(c)
     deadline = time.monotonic() + 20
     quiet_until = None
     while time.monotonic() < deadline:
         for raw in probe.read(50):
-            kind = layout.HEADER.unpack_from(raw)[0]
-            if kind != layout.EventKind.EXIT:
+            if layout.HEADER.unpack_from(raw)[0] != layout.EventKind.EXIT:
                 continue
             fields = layout.EXIT_EVENT.unpack_from(raw)
-            pid, status = fields[3], fields[-2]
-            if pid in seen:
-                seen[pid].append(status)
+            pid, start_ns, status = fields[3], fields[7], fields[-2]
+            for c in by_pid.get(pid, []):
+                if c[1] <= start_ns <= c[2]:
+                    seen[c].append(status)
         if all(seen.values()):
             quiet_until = quiet_until or time.monotonic() + settle_s
             if time.monotonic() > quiet_until:
@@ -69,18 +78,36 @@ def exits_of(probe: CoreProbe, pids: set[int], settle_s: float = 1.0) -> dict[in
     return seen
 
 
+def spawn_all(argvs: list[list[str]], *, reap: bool = True) -> tuple[list[subprocess.Popen[bytes]],
+                                                                       list[float]]:
+    """Start each argv (one after another, each reaped before the next when `reap`)."""
+    procs, starts = [], []
+    for argv in argvs:
+        starts.append(time.clock_gettime_ns(BOOT))
+        procs.append(subprocess.Popen(argv))
+        if reap:
+            procs[-1].wait()
+    return procs, starts
+
+
+def window(procs: list[subprocess.Popen[bytes]], starts: list[float]) -> list[tuple[int, int, int]]:
+    end = time.clock_gettime_ns(BOOT)
+    return [(p.pid, int(t0), end) for p, t0 in zip(procs, starts, strict=True)]
+
+
 @pytest.mark.parametrize("mode", ["group", "barrier"])
 def test_one_exit_per_group_when_threads_end_together(probe: CoreProbe, exit_together: Path,
                                                       mode: str) -> None:
     code = 7 if mode == "group" else 0
-    pids = set()
+    children = []
     for _ in range(ROUNDS):
+        t0 = time.clock_gettime_ns(BOOT)
         child = subprocess.Popen([str(exit_together), mode, str(THREADS), str(code)])
         assert child.wait() == code
-        pids.add(child.pid)
-    seen = exits_of(probe, pids)
-    counts = {pid: len(statuses) for pid, statuses in seen.items()}
-    assert sorted(set(counts.values())) == [1], {p: n for p, n in counts.items() if n != 1}
+        children.append((child.pid, t0, time.clock_gettime_ns(BOOT)))
+    seen = exits_of(probe, children)
+    counts = {c: len(statuses) for c, statuses in seen.items()}
+    assert sorted(set(counts.values())) == [1], {c: n for c, n in counts.items() if n != 1}
     assert {s for statuses in seen.values() for s in statuses} == {code << 8}
     assert probe.kernel_drops()["exit_claim"] == 0
 
@@ -102,17 +129,19 @@ def test_claims_live_until_the_group_is_reaped() -> None:
     p = CoreProbe(ignore_self=False, variants={"exit": "claim"})
     p.start()
     try:
-        children = [subprocess.Popen(["/bin/true"]) for _ in range(20)]
-        pids = {c.pid for c in children}
+        procs, starts = spawn_all([["/bin/true"]] * 20, reap=False)
+        pids = {c.pid for c in procs}
         time.sleep(0.5)  # exited, not reaped: zombies
         assert pids <= set(_claimed_tgids(p))
-        for c in children:
+        for c in procs:
             c.wait()
+        children = window(procs, starts)
         deadline = time.monotonic() + 10
         while pids & set(_claimed_tgids(p)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not pids & set(_claimed_tgids(p))
-        assert {pid: len(s) for pid, s in exits_of(p, pids, 0.2).items()} == dict.fromkeys(pids, 1)
+        assert {c: len(s) for c, s in exits_of(p, children, 0.2).items()} == \
+            dict.fromkeys(children, 1)
     finally:
         p.close()
 
@@ -122,12 +151,13 @@ def test_a_full_claim_map_reports_and_counts() -> None:
     p = CoreProbe(ignore_self=False, variants={"exit": "claim"}, exit_claims_max=1)
     p.start()
     try:
-        children = [subprocess.Popen(["/bin/true"]) for _ in range(20)]
-        pids = {c.pid for c in children}
+        procs, starts = spawn_all([["/bin/true"]] * 20, reap=False)
         time.sleep(0.5)  # zombies: the one slot stays taken
-        for c in children:
+        for c in procs:
             c.wait()
-        assert {pid: len(s) for pid, s in exits_of(p, pids, 0.2).items()} == dict.fromkeys(pids, 1)
+        children = window(procs, starts)
+        assert {c: len(s) for c, s in exits_of(p, children, 0.2).items()} == \
+            dict.fromkeys(children, 1)
         assert p.kernel_drops()["exit_claim"] >= 19
     finally:
         p.close()

@@ -283,3 +283,28 @@ def test_object_carries_every_variant() -> None:
         lib.bpf_object__close(obj)
     every = {p for progs in features.PROGRAMS.values() for p in progs} | set(features.ALWAYS)
     assert set(names) == every
+
+
+def test_skipped_runs_are_counted_as_kernel_drops() -> None:
+    """Runs the kernel skips (recursion_misses, seen on 7.3 with full preemption) are drop
+    kinds, read from the same counters the kernel shows in each program's fdinfo."""
+    probe = CoreProbe(ignore_self=False)
+    probe.start()
+    try:
+        subprocess.run(["/bin/true"], check=True)
+        drops = probe.kernel_drops()
+        misses = 0
+        for fd in Path("/proc/self/fd").iterdir():
+            try:
+                if os.readlink(fd) != "anon_inode:bpf-prog":
+                    continue
+                info = Path(f"/proc/self/fdinfo/{fd.name}").read_text()
+            except OSError:
+                continue
+            misses += sum(int(line.split()[1]) for line in info.splitlines()
+                          if line.startswith("recursion_misses:"))
+    finally:
+        probe.close()
+    missed = {k: v for k, v in drops.items() if k.endswith("_missed")}
+    assert set(missed) == {"exec_missed", "exit_missed", "fork_missed", "claim_release_missed"}
+    assert sum(missed.values()) == misses

@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 # a full map is not a lost exit but a counted DROP_EXIT_CLAIM.
 EXIT_CLAIMS_MAX = 16384
 
+# Runs the kernel skipped (fdinfo `recursion_misses`, 5.12+): a program preempted
+# on a CPU where its tracepoint fires again is not run a second time (seen on 7.3
+# with full preemption). Those events never reach the ring buffer, so they are
+# counted here as kernel drops, by the kind of event the program would have sent.
+MISSED_KIND = {"handle_exec": "exec_missed", "handle_exec_bounded": "exec_missed",
+               "handle_exit": "exit_missed", "handle_exit_claim": "exit_missed",
+               "release_exit_claim": "claim_release_missed", "handle_fork": "fork_missed"}
+
 
 def object_path() -> Path:
     """The compiled BPF object shipped as package data."""
@@ -74,6 +82,7 @@ class CoreProbe:
         self._links: list[int] = []
         self._rb: libbpf.RingBuffer | None = None
         self._drops_fd = -1
+        self._prog_fds: dict[str, int] = {}
         self._ncpu = 1
 
     def start(self) -> None:
@@ -134,6 +143,7 @@ class CoreProbe:
                 lib.bpf_object__find_program_by_name(self._obj, name.encode()), f"finding {name}"
             )
             self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog), f"attaching {name}"))
+            self._prog_fds[name] = lib.bpf_program__fd(prog)
         self._drops_fd = lib.bpf_map__fd(self._map("drops"))
         self._rb = libbpf.RingBuffer(lib.bpf_map__fd(self._map("events")))
 
@@ -184,12 +194,16 @@ class CoreProbe:
     def kernel_drops(self) -> dict[str, int]:
         out: dict[str, int] = {}
         if self._drops_fd < 0:
-            return {r.name.lower(): 0 for r in DropReason}
+            return {r.name.lower(): 0 for r in DropReason} | dict.fromkeys(MISSED_KIND.values(), 0)
         values = (ctypes.c_uint64 * self._ncpu)()
         for reason in DropReason:
             key = ctypes.c_uint32(reason)
             rc = libbpf.lib().bpf_map_lookup_elem(self._drops_fd, ctypes.byref(key), values)
             out[reason.name.lower()] = sum(values) if rc == 0 else 0
+        for kind in sorted(set(MISSED_KIND.values())):
+            out[kind] = 0
+        for name, fd in self._prog_fds.items():
+            out[MISSED_KIND[name]] += _recursion_misses(fd)
         return out
 
     def close(self) -> None:
@@ -204,3 +218,16 @@ class CoreProbe:
             lib.bpf_object__close(self._obj)  # type: ignore[union-attr]
             self._obj = 0
         self._drops_fd = -1
+        self._prog_fds.clear()
+
+
+def _recursion_misses(prog_fd: int) -> int:
+    """The kernel's count of skipped runs of a program (0 where the kernel has none)."""
+    try:
+        with open(f"/proc/self/fdinfo/{prog_fd}", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("recursion_misses:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
