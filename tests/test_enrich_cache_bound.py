@@ -82,7 +82,9 @@ def test_cap_evicts_the_oldest_and_counts() -> None:
         found = scanned(c)
         assert found > cap  # every machine runs more than 16 processes
         at_scan = next_stats(c)
-        assert at_scan["cache"] == cap
+        # full at the scan; each exit seen since then (any process on this busy host) may
+        # have freed one entry that no exec has refilled yet
+        assert cap - at_scan["exit"] <= at_scan["cache"] <= cap
         assert at_scan["evictions"] >= found - cap
         sleepers = [subprocess.Popen(["sleep", "30"]) for _ in range(2 * cap)]
         wait_for(lambda: all(os.path.exists(f"/proc/{p.pid}") for p in sleepers))
