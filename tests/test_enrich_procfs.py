@@ -150,7 +150,9 @@ def test_processes_starting_around_the_scan_are_reported_once(tmp_path: Any) -> 
         time.sleep(0.5)
         with CollectorProcess() as c:
             wait_scanned(c)
-            time.sleep(0.5)
+            # enough processes start after the scan however loaded the host is
+            after_scan = len(procs)
+            wait_for(lambda: len(procs) >= after_scan + 120, timeout=50)
             spawning = False
             spawner.join()
             pids = [p.pid for p in procs]
