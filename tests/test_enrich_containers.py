@@ -86,10 +86,21 @@ def _join(cgroup: Path, then: str) -> list[str]:
 
 
 def _exec_and_exit(c: CollectorProcess, pid: int, binary: str) -> tuple[dict[str, Any], ...]:
-    [exit_] = wait_for(lambda: of_pid(c.events(), pid, "process_exit"))
-    execs = of_pid(c.events(), pid, "process_exec")
-    assert [e["process"]["binary"] for e in execs][-1] == binary
-    return execs[0], execs[-1], exit_
+    """The sh exec, the image's exec and its exit; matched by exec_id, since on a busy host
+    (pid_max 32768) another process may have had this pid during the run."""
+    def found() -> tuple[dict[str, Any], ...] | None:
+        events = c.events()
+        execs = of_pid(events, pid, "process_exec")
+        for i, ex in enumerate(execs):
+            if ex["process"]["binary"] != binary or i == 0:
+                continue
+            exits = [e for e in of_pid(events, pid, "process_exit")
+                     if e["process"]["exec_id"] == ex["process"]["exec_id"]]
+            if exits:
+                [exit_] = exits
+                return execs[i - 1], ex, exit_
+        return None
+    return wait_for(found)
 
 
 def test_container_ids_from_real_cgroups(cgroup_root: Path) -> None:
