@@ -168,6 +168,18 @@ OPTIONS: list[Option] = [
            "e.g. security.protocol, sasl.mechanism, compression.type"),
     Option("kafka.schema_registry", "str", "", "Schema Registry URL; with avro, use the "
            "Confluent wire format and register the schema under <topic>-value"),
+    Option("kafka.schema_registry_user", "str", "", "Schema Registry: HTTP basic auth user "
+           "(instead of user:password@ in the URL)"),
+    Option("kafka.schema_registry_password", "str", "", "Schema Registry: basic auth password "
+           "(never printed; e.g. from COLLECTOR_KAFKA_SCHEMA_REGISTRY_PASSWORD)"),
+    Option("kafka.schema_registry_token", "str", "", "Schema Registry: bearer token sent as "
+           "Authorization: Bearer (never printed; exclusive with the user)"),
+    Option("kafka.schema_registry_ca", "str", "", "Schema Registry: PEM file of the CA(s) that "
+           "signed its certificate (default: the system's)"),
+    Option("kafka.schema_registry_cert", "str", "", "Schema Registry: PEM client certificate "
+           "(TLS client authentication)"),
+    Option("kafka.schema_registry_key", "str", "", "Schema Registry: PEM key of the client "
+           "certificate (unless the certificate file holds it)"),
     Option("kafka.buffer", "str", "memory", "memory, or disk (durable across restarts)",
            choices=("memory", "disk")),
     Option("kafka.buffer_path", "str", "", "directory of the disk buffer (required with "

@@ -324,13 +324,16 @@ class KafkaSink(Sink):
     def __init__(self, *, bootstrap: str, topic: str, fmt: str = "avro",
                  options: dict[str, str] | None = None, schema_registry: str = "",
                  buffer: str = "memory", buffer_path: str = "", buffer_max_bytes: int = 1 << 30,
-                 when_full: str = "block", batch_events: int = 1000) -> None:
+                 when_full: str = "block", batch_events: int = 1000,
+                 registry_settings: dict[str, str] | None = None) -> None:
         section = {"bootstrap": bootstrap, "options": options or {}}
         self.config = producer_config(section)
         self.secrets = secret_values(self.config)
         self.topic = topic
         self.format = fmt
         self.registry_url = schema_registry if fmt == "avro" else ""
+        #: SchemaRegistry's user, password, token, ca, cert, key (kafka.schema_registry_*)
+        self.registry_settings = dict(registry_settings or {})
         self.when_full = when_full
         self.batch_events = batch_events
         self.schema_id: int | None = None
@@ -353,7 +356,9 @@ class KafkaSink(Sink):
                    buffer_path=section.get("buffer_path") or "",
                    buffer_max_bytes=section.get("buffer_max_bytes", 1 << 30),
                    when_full=section.get("when_full", "block"),
-                   batch_events=section.get("batch_events", 1000))
+                   batch_events=section.get("batch_events", 1000),
+                   registry_settings={k: section.get(f"schema_registry_{k}") or "" for k in
+                                      ("user", "password", "token", "ca", "cert", "key")})
 
     def _headers(self) -> Headers:
         if self.registry_url:
@@ -389,7 +394,12 @@ class KafkaSink(Sink):
         from sinks.schema_registry import SchemaRegistry
 
         subject = f"{self.topic}-value"
-        self.schema_id = SchemaRegistry(self.registry_url).register(subject, raw_schema())
+        rs = self.registry_settings
+        registry = SchemaRegistry(self.registry_url, user=rs.get("user", ""),
+                                  password=rs.get("password", ""), token=rs.get("token", ""),
+                                  ca=rs.get("ca", ""), cert=rs.get("cert", ""),
+                                  key=rs.get("key", ""))
+        self.schema_id = registry.register(subject, raw_schema())
         log.info("kafka: schema registered under %s with id %s", subject, self.schema_id)
         self.delivery.headers = self._headers()
 
