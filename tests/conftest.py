@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.kafka_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures", "tests.registry_fixtures"]
 
 
 @pytest.fixture(scope="session", autouse=True)
