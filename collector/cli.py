@@ -50,8 +50,9 @@ def cli() -> None:
               help="File sink: jsonl (default) or avro.")
 @click.option("--kafka-bootstrap", default=None, help="Kafka sink: HOST:PORT[,...].")
 @click.option("--kafka-topic", default=None, help="Kafka sink: topic (default process-events).")
-@click.option("--kafka-format", type=click.Choice(["avro", "json"]), default=None,
-              help="Kafka sink: message value format (default avro).")
+@click.option("--kafka-format", type=click.Choice(cfgmod.KAFKA_FORMATS), default=None,
+              help="Kafka sink: json (default), avro (Confluent wire format, needs "
+              "--schema-registry) or avro-single-object.")
 @click.option("--kafka-option", "kafka_options", multiple=True, metavar="KEY=VALUE",
               help="Kafka sink: a librdkafka setting; repeat for several.")
 @click.option("--schema-registry", default=None, help="Kafka sink: Schema Registry URL.")

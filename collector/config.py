@@ -25,6 +25,7 @@ from collector.errors import UsageError
 
 SINK_NAMES = ("stdout", "file", "kafka")
 POLICIES = ("block", "drop-newest", "drop-oldest")
+KAFKA_FORMATS = ("json", "avro", "avro-single-object")
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ OPTIONS: list[Option] = [
     Option("kafka.bootstrap", "str", "", "broker list HOST:PORT[,...] (required with --sink "
            "kafka)", check=_host_ports),
     Option("kafka.topic", "str", "process-events", "topic events are produced to"),
-    Option("kafka.format", "str", "avro", "message value: avro or json", choices=("avro", "json")),
+    Option("kafka.format", "str", "json", "message value: json (the JSON line), avro (the "
+           "Confluent wire format; needs schema_registry) or avro-single-object (Avro "
+           "single-object encoding, for consumers that hold the schema)", choices=KAFKA_FORMATS),
     Option("kafka.options", "table", {}, "librdkafka settings passed through (KEY = VALUE), "
            "e.g. security.protocol, sasl.mechanism, compression.type"),
     Option("kafka.schema_registry", "str", "", "Schema Registry URL; with avro, use the "
@@ -404,6 +407,10 @@ def _check_rules(cfg: Config) -> None:
     if "kafka" in sinks and not cfg["kafka.bootstrap"]:
         raise UsageError("config key kafka.bootstrap: required with --sink kafka "
                          "(--kafka-bootstrap HOST:PORT)")
+    if "kafka" in sinks and cfg["kafka.format"] == "avro" and not cfg["kafka.schema_registry"]:
+        raise UsageError("config key kafka.schema_registry: required with kafka.format = avro "
+                         "(the Confluent wire format; --schema-registry URL), or use "
+                         "--kafka-format avro-single-object or json")
     if cfg["kafka.buffer"] == "disk" and "kafka" in sinks and not cfg["kafka.buffer_path"]:
         raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
                          "(--buffer-path DIR)")
