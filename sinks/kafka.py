@@ -80,8 +80,8 @@ RESERVED_OPTIONS = {
 }
 CONTENT_TYPES = {
     "json": "application/json",
-    "avro": "application/vnd.apache.avro.single-object",
-    "confluent": "application/vnd.confluent.avro",
+    "avro-single-object": "application/vnd.apache.avro.single-object",
+    "avro": "application/vnd.confluent.avro",
 }
 _SECRET_KEY = re.compile(r"password|secret|jaas|oauthbearer\.config|ssl\.key\.pem|private", re.I)
 
@@ -321,7 +321,7 @@ class KafkaSink(Sink):
     #: set by the SinkWorker: count items given up as dropped (not written)
     count_dropped: Callable[[int, str], None] | None = None
 
-    def __init__(self, *, bootstrap: str, topic: str, fmt: str = "avro",
+    def __init__(self, *, bootstrap: str, topic: str, fmt: str = "json",
                  options: dict[str, str] | None = None, schema_registry: str = "",
                  buffer: str = "memory", buffer_path: str = "", buffer_max_bytes: int = 1 << 30,
                  when_full: str = "block", batch_events: int = 1000,
@@ -331,6 +331,12 @@ class KafkaSink(Sink):
         self.secrets = secret_values(self.config)
         self.topic = topic
         self.format = fmt
+        if fmt not in CONTENT_TYPES:
+            raise UsageError(f"config key kafka.format: '{fmt}' is not valid; expected one of "
+                             + ", ".join(CONTENT_TYPES))
+        if fmt == "avro" and not schema_registry:
+            raise UsageError("config key kafka.schema_registry: required with kafka.format = "
+                             "avro (the Confluent wire format)")
         self.registry_url = schema_registry if fmt == "avro" else ""
         #: SchemaRegistry's user, password, token, ca, cert, key (kafka.schema_registry_*)
         self.registry_settings = dict(registry_settings or {})
@@ -361,11 +367,13 @@ class KafkaSink(Sink):
                                       ("user", "password", "token", "ca", "cert", "key")})
 
     def _headers(self) -> Headers:
-        if self.registry_url:
-            kind, identity = "confluent", [("schema-id", str(self.schema_id or 0).encode())]
-        else:
-            kind = self.format
+        kind = self.format
+        if kind == "avro":
+            identity = [("schema-id", str(self.schema_id or 0).encode())]
+        elif kind == "avro-single-object":
             identity = [("schema-fingerprint", self._fingerprint.encode())]
+        else:
+            identity = []
         base = [("content-type", CONTENT_TYPES[kind].encode()), *identity]
         return {t: [("event-type", t.encode()), *base] for t in ("process_exec", "process_exit")}
 
@@ -438,10 +446,11 @@ class KafkaSink(Sink):
     def encode(self, event: Event) -> Record:
         if self.format == "json":
             value = encode_json_line(event)[:-1]  # the stdout line; an exact-size copy
-        elif self.schema_id is not None:
-            value = avro.confluent(event, self.schema_id)
-        else:
+        elif self.format == "avro-single-object":
             value = avro.single_object(event)
+        else:  # avro: open() registered the schema before any event is encoded
+            assert self.schema_id is not None
+            value = avro.confluent(event, self.schema_id)
         return make_record(value, event["process"]["exec_id"].encode(), event["event_type"])
 
     def write_batch(self, batch: Sequence[Any]) -> None:
