@@ -242,8 +242,16 @@ Encoder = Callable[[dict[str, Any]], bytes]
 
 @functools.cache
 def _plan() -> Encoder | None:
+    return encoder_for(raw_schema())
+
+
+def encoder_for(schema: dict[str, Any]) -> Encoder | None:
+    """The generated encoder of any record schema (e.g. a record shape's, see
+    collector.shapes); None if the plan lacks one of its constructs. It raises
+    _Slow (or UnicodeEncodeError) for a value it does not expect: callers then
+    use fastavro, as `datum` does."""
     try:
-        plan = _Plan(raw_schema())
+        plan = _Plan(schema)
     except _Unsupported:
         return None  # a construct the plan lacks: fastavro encodes everything
     namespace: dict[str, Any] = {"SharedRecord": SharedRecord, "_Slow": _Slow,
