@@ -40,6 +40,9 @@ def cli() -> None:
               help="stdout format: json lines (default) or compact. Env: COLLECTOR_FORMAT.")
 @click.option("--duration", type=float, default=None,
               help="Stop cleanly after SECONDS. Env: COLLECTOR_DURATION.")
+@click.option("--schema", "shape", type=click.Choice(cfgmod.SCHEMAS), default=None,
+              help="Record shape: native (default), ocsf (OCSF 1.8.0 Process Activity) or ecs "
+              "(ECS 9.4.0), for every sink. Env: COLLECTOR_SCHEMA.")
 @click.option("--stats-interval", type=float, default=None,
               help="Print counters on stderr every N seconds. Env: COLLECTOR_STATS_INTERVAL.")
 @click.option("--node", default=None, help="Node name in events (default: host name).")
@@ -68,6 +71,7 @@ def cli() -> None:
 @click.option("--namespaces/--no-namespaces", default=None,
               help="Add namespace inode numbers (read from /proc at exec; default off).")
 def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, duration: float | None,
+        shape: str | None,
         stats_interval: float | None, node: str | None, args_max: int | None,
         file_path: str | None, file_format: str | None, kafka_bootstrap: str | None,
         kafka_topic: str | None, kafka_format: str | None, kafka_options: tuple[str, ...],
@@ -81,6 +85,7 @@ def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, durat
             "sinks": list(sinks) or None,
             "stdout.format": fmt,
             "duration": duration,
+            "schema": shape,
             "stats_interval": stats_interval,
             "node": node,
             "capture.args_max_bytes": args_max,
@@ -122,11 +127,13 @@ def check(config_path: Path | None) -> None:
 
 
 @cli.command()
-def schemas() -> None:
-    """Print the Avro schema(s) of the event records."""
-    from collector.schema import raw_schema
+@click.option("--schema", "shape", type=click.Choice(cfgmod.SCHEMAS), default="native",
+              show_default=True, help="The record shape whose schema to print.")
+def schemas(shape: str) -> None:
+    """Print the Avro schema of a record shape (schemas/*.avsc)."""
+    from collector import shapes
 
-    click.echo(json.dumps(raw_schema(), indent=2))
+    click.echo(json.dumps(shapes.get(shape).raw_schema, indent=2))
 
 
 @cli.command("example-config", hidden=True)

@@ -26,6 +26,18 @@ from collector.errors import UsageError
 SINK_NAMES = ("stdout", "file", "kafka")
 POLICIES = ("block", "drop-newest", "drop-oldest")
 KAFKA_FORMATS = ("json", "avro", "avro-single-object")
+SCHEMAS = ("native", "ocsf", "ecs")  # record shapes: collector.shapes
+
+
+def _shape_or_empty(v: str) -> str | None:
+    if v and v not in SCHEMAS:
+        return "one of " + ", ".join(SCHEMAS) + " (or empty: the top-level schema)"
+    return None
+
+
+def _sink_schema(section: str) -> Option:
+    return Option(f"{section}.schema", "str", "", "record shape of this sink (native, ocsf, "
+                  "ecs); empty = the top-level schema", check=_shape_or_empty)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,9 @@ OPTIONS: list[Option] = [
            "SIGINT/SIGTERM)", minimum=0),
     Option("stats_interval", "float", 0.0, "print a one-line counter summary on stderr every "
            "N seconds (0 = only at shutdown)", minimum=0),
+    Option("schema", "str", "native", "record shape for every sink: native (this project's "
+           "record), ocsf (OCSF 1.8.0 Process Activity), ecs (ECS 9.4.0); a sink's own "
+           "schema key overrides it", choices=SCHEMAS),
     Option("shutdown_timeout", "float", 10.0, "at stop, how long sinks may take to drain and "
            "flush (s)", minimum=0),
     # capture
@@ -141,6 +156,7 @@ OPTIONS: list[Option] = [
     # stdout sink
     Option("stdout.format", "str", "json", "json (one JSON document per line) or compact (for "
            "people)", choices=("json", "compact")),
+    _sink_schema("stdout"),
     *_sink_options("stdout", batch_timeout_ms=0, batch_events=256),
     # file sink
     Option("file.path", "str", "", "the file events are written to (required with --sink file)"),
@@ -159,6 +175,7 @@ OPTIONS: list[Option] = [
            "interval", choices=("never", "batch", "interval")),
     Option("file.fsync_interval_s", "float", 1.0, "with fsync = interval: at most this long "
            "between fsyncs (s)", minimum=0),
+    _sink_schema("file"),
     *_sink_options("file", batch_timeout_ms=200, batch_events=1000),
     # kafka sink
     Option("kafka.bootstrap", "str", "", "broker list HOST:PORT[,...] (required with --sink "
@@ -189,6 +206,7 @@ OPTIONS: list[Option] = [
            "buffer = disk)"),
     Option("kafka.buffer_max_bytes", "int", 1 << 30, "disk buffer size limit (bytes); beyond "
            "it when_full applies", minimum=4096),
+    _sink_schema("kafka"),
     *_sink_options("kafka", batch_timeout_ms=0, batch_events=1000),
 ]
 
@@ -407,6 +425,12 @@ def _check_rules(cfg: Config) -> None:
     if "kafka" in sinks and not cfg["kafka.bootstrap"]:
         raise UsageError("config key kafka.bootstrap: required with --sink kafka "
                          "(--kafka-bootstrap HOST:PORT)")
+    for sink in SINK_NAMES:  # a sink without its own schema key takes the top-level one
+        if not cfg[f"{sink}.schema"]:
+            cfg[f"{sink}.schema"] = cfg["schema"]
+    if "stdout" in sinks and cfg["stdout.format"] == "compact" and cfg["stdout.schema"] != "native":
+        raise UsageError(f"config key stdout.schema: '{cfg['stdout.schema']}' needs stdout.format "
+                         "= json (the compact format shows the native record)")
     if "kafka" in sinks and cfg["kafka.format"] == "avro" and not cfg["kafka.schema_registry"]:
         raise UsageError("config key kafka.schema_registry: required with kafka.format = avro "
                          "(the Confluent wire format; --schema-registry URL), or use "
