@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from collector import shapes
 from collector.encode.compact import encode_compact_line
-from collector.encode.json import encode_json_line
 from collector.errors import SinkError
 from sinks.base import Event, Sink, TransientSinkError
 
@@ -25,9 +25,12 @@ class BrokenPipe(SinkError):
 class StdoutSink(Sink):
     name = "stdout"
 
-    def __init__(self, fmt: str = "json", stream: BinaryIO | None = None) -> None:
+    def __init__(self, fmt: str = "json", stream: BinaryIO | None = None,
+                 schema: str = "native") -> None:
         self.format = fmt
-        self._encode = encode_compact_line if fmt == "compact" else encode_json_line
+        self.shape = shapes.get(schema)  # the record shape of JSON lines (collector.shapes)
+        self._encode = (encode_compact_line if fmt == "compact"
+                        else self.shape.json_encoder())
         self._stream = stream if stream is not None else sys.stdout.buffer
 
     def encode(self, event: Event) -> bytes:

@@ -39,7 +39,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
         if name == "stdout":
             from sinks.stdout import StdoutSink
 
-            out.append(StdoutSink(cfg["stdout.format"]))
+            out.append(StdoutSink(cfg["stdout.format"], schema=cfg["stdout.schema"]))
         elif name == "file":
             from sinks.file import FileSink
 
