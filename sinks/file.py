@@ -66,11 +66,9 @@ from fastavro._write import BLOCK_WRITERS  # type: ignore[attr-defined]  # not i
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
-from collector.encode.avro import datum as avro_datum
+from collector import shapes
 from collector.encode.avro import zigzag_varint
-from collector.encode.json import encode_json_line
 from collector.errors import SinkError, UsageError
-from collector.schema import parsed_schema, raw_schema
 from sinks.base import Event, Sink, TransientSinkError
 
 log = logging.getLogger("collector.sink.file")
@@ -146,7 +144,9 @@ class FileSink(Sink):
         fsync: str = "batch",
         fsync_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        schema: str = "native",
     ) -> None:
+        self.shape = shapes.get(schema)  # the record shape written (collector.shapes)
         if fmt not in FORMATS:
             raise UsageError(f"config key file.format: '{fmt}' is not valid; expected one of "
                              + ", ".join(FORMATS))
@@ -196,7 +196,8 @@ class FileSink(Sink):
         self._block_writer = BLOCK_WRITERS.get(avro_codec) if fmt == "avro" else None
         self._header = b""
         self._sync: bytes | None = None
-        self.encode = encode_json_line if fmt == "jsonl" else avro_datum  # type: ignore[method-assign]
+        encoder = self.shape.json_encoder() if fmt == "jsonl" else self.shape.datum_encoder()
+        self.encode = encoder  # type: ignore[method-assign,assignment]
         # counters shown on the stats line
         self.rotations = 0
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
@@ -228,6 +229,7 @@ class FileSink(Sink):
             mode=mode,
             fsync=section.get("fsync", "batch"),
             fsync_interval_s=float(section.get("fsync_interval_s", 1.0)),
+            schema=section.get("schema") or "native",
         )
 
     # -- the Sink interface -------------------------------------------------------
@@ -246,8 +248,8 @@ class FileSink(Sink):
         # one JSON line, or one Avro datum (write_batch frames a block of them);
         # __init__ binds self.encode to the right one, a call less per event
         if self.format == "jsonl":
-            return encode_json_line(event)
-        return avro_datum(event)
+            return self.shape.json_encoder()(event)
+        return self.shape.datum_encoder()(event)
 
     def write_batch(self, batch: Sequence[Any]) -> None:
         if not batch:
@@ -452,7 +454,7 @@ class FileSink(Sink):
         return fd
 
     def _schema_form(self) -> str:
-        return to_parsing_canonical_form(raw_schema())
+        return to_parsing_canonical_form(self.shape.raw_schema)
 
     def _sync_marker(self) -> bytes | None:
         return self._sync
@@ -461,7 +463,7 @@ class FileSink(Sink):
         """The container header for this sync marker (fastavro's Writer writes it),
         kept for new files; blocks are framed by _avro_block."""
         buf = io.BytesIO()
-        Writer(buf, parsed_schema(), codec=self.codec, sync_interval=_NO_BLOCK_LIMIT,
+        Writer(buf, self.shape.parsed_schema, codec=self.codec, sync_interval=_NO_BLOCK_LIMIT,
                sync_marker=sync)
         self._sync = sync
         self._header = buf.getvalue()
@@ -486,9 +488,9 @@ class FileSink(Sink):
         write_block = self._block_writer
         assert write_block is not None and self._sync is not None
         try:
-            body = b"".join([x if type(x) is bytes else avro_datum(x) for x in batch])
+            body = b"".join([x if type(x) is bytes else self.shape.datum(x) for x in batch])
         except Exception as exc:  # fastavro raises several kinds for a bad datum
-            raise SinkError(f"file sink: an event does not match schemas/process_event.avsc "
+            raise SinkError(f"file sink: an event does not match schemas/{self.shape.schema_file} "
                             f"({exc}); this is a bug in the collector") from None
         buf = self._avro_buf
         buf.seek(0)
