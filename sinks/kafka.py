@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import struct
 import threading
 import time
 from collections import Counter
@@ -52,10 +53,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from collector import shapes
 from collector.encode import avro
-from collector.encode.json import encode_json_line
 from collector.errors import UsageError
-from collector.schema import raw_schema
 from sinks.base import Event, PartialWriteError, Sink, TransientSinkError
 from sinks.disk_buffer import DiskBuffer
 
@@ -325,7 +325,10 @@ class KafkaSink(Sink):
                  options: dict[str, str] | None = None, schema_registry: str = "",
                  buffer: str = "memory", buffer_path: str = "", buffer_max_bytes: int = 1 << 30,
                  when_full: str = "block", batch_events: int = 1000,
-                 registry_settings: dict[str, str] | None = None) -> None:
+                 registry_settings: dict[str, str] | None = None, schema: str = "native") -> None:
+        self.shape = shapes.get(schema)  # the record shape of the values (collector.shapes)
+        self._json = self.shape.json_encoder()
+        self._datum = self.shape.datum_encoder()
         section = {"bootstrap": bootstrap, "options": options or {}}
         self.config = producer_config(section)
         self.secrets = secret_values(self.config)
@@ -343,7 +346,7 @@ class KafkaSink(Sink):
         self.when_full = when_full
         self.batch_events = batch_events
         self.schema_id: int | None = None
-        self._fingerprint = avro.schema_fingerprint().hex()
+        self._fingerprint = self.shape.fingerprint.hex()
         self.delivery = _Delivery(self.config, topic, self._headers(), self.secrets)
         self.buffer = DiskBuffer(buffer_path, buffer_max_bytes) if buffer == "disk" else None
         self.drops: Counter[str] = Counter()  # totals, also for health()
@@ -364,7 +367,8 @@ class KafkaSink(Sink):
                    when_full=section.get("when_full", "block"),
                    batch_events=section.get("batch_events", 1000),
                    registry_settings={k: section.get(f"schema_registry_{k}") or "" for k in
-                                      ("user", "password", "token", "ca", "cert", "key")})
+                                      ("user", "password", "token", "ca", "cert", "key")},
+                   schema=section.get("schema") or "native")
 
     def _headers(self) -> Headers:
         kind = self.format
@@ -407,7 +411,7 @@ class KafkaSink(Sink):
                                   password=rs.get("password", ""), token=rs.get("token", ""),
                                   ca=rs.get("ca", ""), cert=rs.get("cert", ""),
                                   key=rs.get("key", ""))
-        self.schema_id = registry.register(subject, raw_schema())
+        self.schema_id = registry.register(subject, self.shape.raw_schema)
         log.info("kafka: schema registered under %s with id %s", subject, self.schema_id)
         self.delivery.headers = self._headers()
 
@@ -445,12 +449,12 @@ class KafkaSink(Sink):
 
     def encode(self, event: Event) -> Record:
         if self.format == "json":
-            value = encode_json_line(event)[:-1]  # the stdout line; an exact-size copy
+            value = self._json(event)[:-1]  # the stdout line; an exact-size copy
         elif self.format == "avro-single-object":
-            value = avro.single_object(event)
+            value = avro.SINGLE_OBJECT_MAGIC + self.shape.fingerprint + self._datum(event)
         else:  # avro: open() registered the schema before any event is encoded
             assert self.schema_id is not None
-            value = avro.confluent(event, self.schema_id)
+            value = avro.CONFLUENT_MAGIC + struct.pack(">I", self.schema_id) + self._datum(event)
         return make_record(value, event["process"]["exec_id"].encode(), event["event_type"])
 
     def write_batch(self, batch: Sequence[Any]) -> None:
