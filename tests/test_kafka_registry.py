@@ -11,6 +11,7 @@ the message.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,6 @@ def run_avro(kafka: KafkaBroker, topic: str, reg: ApicurioRegistry, *args: str,
 
 
 def register(reg: ApicurioRegistry, subject: str, schema: Any) -> int:
-    import json
-
     answer = reg.call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})
     return int(answer["id"])
 
@@ -221,3 +220,40 @@ def test_registry_over_tls_with_its_ca(kafka: KafkaBroker, tmp_path: Path) -> No
         assert len(col.stderr_lines) == 1, col.stderr
         assert col.stderr_lines[0].startswith(f"collector: schema registry {reg.url}: TLS failed")
         assert "kafka.schema_registry_ca" in col.stderr_lines[0]
+
+
+@pytest.mark.parametrize("shape", ["ocsf", "ecs"])
+def test_record_shapes_in_confluent_avro_and_json(kafka: KafkaBroker, registry: ApicurioRegistry,
+                                                  shape: str) -> None:
+    """--schema ocsf|ecs into Kafka: Confluent Avro with the shape's schema registered,
+    decoded by AvroDeserializer; `collector consume` prints the same documents as the
+    shape's JSON messages of the same events."""
+    from collector import shapes
+    from collector.shapes.jsonform import json_form
+
+    avro_topic, json_topic = new_topic(f"{shape}-avro"), new_topic(f"{shape}-json")
+    burst = Burst()
+    cfg_env = {**credentials(registry), "COLLECTOR_SCHEMA": shape}
+    with CollectorProcess("--sink", "kafka", "--kafka-bootstrap", kafka.bootstrap,
+                          "--kafka-topic", avro_topic, "--kafka-format", "avro",
+                          "--schema-registry", registry.url, env=cfg_env).wait_attached() as col:
+        burst.spawn(3)
+        assert col.stop() == 0, col.stderr
+    n = stat_value(col.stats_line(), "written", "kafka")
+    msgs = read_topic(kafka.bootstrap, avro_topic, until=lambda m: len(m) >= n,
+                      decode=deserializer(registry, avro_topic))
+    (schema_id,) = {m.record[0] for m in msgs}
+    assert registry.schema(schema_id) == shapes.get(shape).raw_schema
+    docs = [json_form(shapes.get(shape).raw_schema, m.record[1]) for m in msgs]
+    ours = [d for d in docs if burst.marker in d["process"].get("cmd_line", "")
+            or burst.marker in " ".join(d["process"].get("args", []))]
+    assert len(ours) == 2 * len(burst.pids)
+    assert consume_cli(kafka.bootstrap, avro_topic, "--schema-registry", registry.auth_url) == docs
+
+    with run_kafka(kafka, json_topic, "--schema", shape, fmt="json", env=NO_SCAN) as col:
+        Burst(burst.marker).spawn(1)
+        assert col.stop() == 0, col.stderr
+    n = stat_value(col.stats_line(), "written", "kafka")
+    raw = read_topic(kafka.bootstrap, json_topic, until=lambda m: len(m) >= n)
+    assert consume_cli(kafka.bootstrap, json_topic) == [json.loads(m.value) for m in raw]
+    assert all(("class_uid" in json.loads(m.value)) == (shape == "ocsf") for m in raw)
