@@ -56,3 +56,8 @@ kafka: setup
 
 clean:
 	rm -rf build $(BPF_OBJ) $(VENV)
+
+# A local SIEM stack (Kafka + OpenSearch 3.8 pulling the OCSF and ECS topics; Ctrl-C stops it).
+.PHONY: siem
+siem: setup
+	$(VENV)/bin/python tests/support/siem_stack.py
