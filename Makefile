@@ -93,3 +93,8 @@ image: setup image-tools
 	if [ -n "$$old" ] && [ "$$old" != "$$(buildah images -q $(IMAGE))" ]; then \
 		buildah rmi "$$old" >/dev/null 2>&1 || true; fi  # the previous build, now untagged
 	@buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+# A local SIEM stack (Kafka + OpenSearch 3.8 pulling the OCSF and ECS topics; Ctrl-C stops it).
+.PHONY: siem
+siem: setup
+	$(VENV)/bin/python tests/support/siem_stack.py
