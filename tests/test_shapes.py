@@ -76,7 +76,9 @@ def avro_records(path: Path) -> list[dict[str, Any]]:
     """The file read by the official Apache Avro library (not the writer's)."""
     import warnings
 
+    import avro.datafile
     import avro.errors
+    import avro.io
 
     with warnings.catch_warnings():  # timestamp-nanos: read as long, as the spec says
         warnings.simplefilter("ignore", avro.errors.IgnoredLogicalType)
