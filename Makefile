@@ -121,3 +121,8 @@ kernels-readme: venv
 .PHONY: kafka-cluster
 kafka-cluster: setup
 	$(VENV)/bin/python tests/support/kafka_cluster.py start --dir .cache/kafka-cluster-run --ports 9092,9093,9094
+
+# A local SIEM stack (Kafka + OpenSearch 3.8 pulling the OCSF and ECS topics; Ctrl-C stops it).
+.PHONY: siem
+siem: setup
+	$(VENV)/bin/python tests/support/siem_stack.py

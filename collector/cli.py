@@ -21,7 +21,7 @@ import click
 
 from collector import config as cfgmod
 from collector.errors import CollectorError, UsageError
-from collector.export.options import Option, parse_items
+from collector.export.options import SHAPE_NAMES, Option, parse_items
 from collector.export.registry import sink_class, sink_names
 
 COMMANDS_GROUP = "process_collector.commands"
@@ -84,6 +84,9 @@ _SINK_FLAGS = _sink_flags()
               "them); repeat for several. Dedicated flags win.")
 @click.option("--duration", type=float, default=None,
               help="Stop cleanly after SECONDS. Env: COLLECTOR_DURATION.")
+@click.option("--schema", "shape", type=click.Choice(SHAPE_NAMES), default=None,
+              help="Record shape: native (default), ocsf (OCSF 1.8.0 Process Activity) or ecs "
+              "(ECS 9.4.0), for every sink. Env: COLLECTOR_SCHEMA.")
 @click.option("--stats-interval", type=float, default=None,
               help="Print counters on stderr every N seconds. Env: COLLECTOR_STATS_INTERVAL.")
 @click.option("--node", default=None, help="Node name in events (default: host name).")
@@ -103,7 +106,7 @@ _SINK_FLAGS = _sink_flags()
               "Env: COLLECTOR_METRICS_ADDRESS.")
 @_with_sink_flags
 def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[str, ...],
-        duration: float | None, stats_interval: float | None, node: str | None,
+        duration: float | None, shape: str | None, stats_interval: float | None, node: str | None,
         args_max: int | None, procfs_events: bool | None, ancestors: int | None,
         namespaces: bool | None, metrics_address: str | None, **sink_flags: Any) -> None:
     """Capture process exec/exit events and send them to the sinks."""
@@ -119,6 +122,7 @@ def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[st
     flags.update(_flags(**{
         "sinks": list(sinks) or None,
         "duration": duration,
+        "schema": shape,
         "stats_interval": stats_interval,
         "node": node,
         "capture.args_max_bytes": args_max,
@@ -151,11 +155,13 @@ def check(config_path: Path | None) -> None:
 
 
 @cli.command()
-def schemas() -> None:
-    """Print the Avro schema(s) of the event records."""
-    from collector.schema import raw_schema
+@click.option("--schema", "shape", type=click.Choice(SHAPE_NAMES), default="native",
+              show_default=True, help="The record shape whose schema to print.")
+def schemas(shape: str) -> None:
+    """Print the Avro schema of a record shape (schemas/*.avsc)."""
+    from collector import shapes
 
-    click.echo(json.dumps(raw_schema(), indent=2))
+    click.echo(json.dumps(shapes.get(shape).raw_schema, indent=2))
 
 
 @cli.command("example-config", hidden=True)

@@ -29,6 +29,7 @@ from typing import Any
 from collector.errors import UsageError
 from collector.export.options import (
     PIPELINE_KEYS,
+    SHAPE_NAMES,
     Option,
     bad_value,
     coerce,
@@ -71,6 +72,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
            "SIGINT/SIGTERM)", minimum=0),
     Option("stats_interval", "float", 0.0, "print a one-line counter summary on stderr every "
            "N seconds (0 = only at shutdown)", minimum=0),
+    Option("schema", "str", "native", "record shape for every sink: native (this project's "
+           "record), ocsf (OCSF 1.8.0 Process Activity), ecs (ECS 9.4.0); a sink's own "
+           "schema key overrides it", choices=SHAPE_NAMES),
     Option("shutdown_timeout", "float", 10.0, "at stop, how long sinks may take to drain and "
            "flush (s)", minimum=0),
     # capture
@@ -319,6 +323,11 @@ def _check_rules(cfg: Config, known: Mapping[str, Option]) -> None:
             full = known[f"{name}.{opt.key}"]
             if opt.required and cfg[full.key] in ("", None, [], {}):
                 raise required_hint(name, full)
+        if f"{name}.schema" in known and not cfg[f"{name}.schema"]:
+            cfg[f"{name}.schema"] = cfg["schema"]  # a sink without its own shape: the top-level
+    if "stdout" in sinks and cfg["stdout.format"] == "compact" and cfg["stdout.schema"] != "native":
+        raise UsageError(f"config key stdout.schema: '{cfg['stdout.schema']}' needs stdout.format "
+                         "= json (the compact format shows the native record)")
     from collector.filter import validate  # compiles filter rules and redact patterns
 
     validate(cfg)

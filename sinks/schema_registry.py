@@ -6,11 +6,29 @@
 - `schema_by_id(id)`: GET /schemas/ids/{id}, for `collector consume` to read
   Confluent-framed messages with the schema they were written with.
 
-Why not confluent_kafka.schema_registry: it pulls in packages the project
-does not otherwise need (httpx, authlib, attrs, cachetools, certifi), and
-these two JSON calls are all the collector uses. Credentials may be given
-in the URL (https://user:password@host:8081); they are sent as HTTP basic
-auth and never appear in messages.
+The URL may carry a path: Apicurio's Confluent-compatible API is at
+`/apis/ccompat/v7`, a registry behind a gateway under some prefix.
+
+Production registries sit behind TLS, often with client certificates or
+bearer tokens (Confluent Cloud, Apicurio behind an API gateway), so this
+client takes, besides the URL:
+- `ca`: a PEM file of the CA(s) to trust instead of the system's;
+- `cert` (+ `key`, unless the cert file holds it): a client certificate;
+- `user` / `password`: HTTP basic auth, kept out of the URL (which ends up
+  in shell history and process lists); `user:password@` in the URL still
+  works, the explicit settings win;
+- `token`: a bearer token (`Authorization: Bearer ...`), exclusive with
+  basic auth.
+Credentials never appear in messages.
+
+Why not confluent_kafka.schema_registry's client (checked, 2.16): it needs
+five more packages at run time (httpx2, authlib, attrs, cachetools and a
+very recent certifi) on every monitored host, and its bearer mode is
+Confluent Cloud's (it insists on a logical cluster id and sends
+`target-sr-cluster`), while the agent makes two JSON calls at start.
+These options are the standard library's ssl and urllib. The tests decode
+with confluent-kafka's AvroDeserializer, the consumer's side, against a
+real Apicurio.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,18 +59,52 @@ class RegistryUnreachable(RegistryError, TransientSinkError):
 class SchemaRegistry:
     """A client for one registry URL."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, user: str = "", password: str = "",
+                 token: str = "", ca: str = "", cert: str = "", key: str = "") -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RegistryError(f"schema registry URL {self._shown(url)!r}: expected "
-                                "http(s)://HOST:PORT")
+                                "http(s)://HOST:PORT[/PATH]")
+        if not user and parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = password or urllib.parse.unquote(parts.password or "")
+        if token and user:
+            raise RegistryError("schema registry: a bearer token and a user/password were both "
+                                "given; use one of kafka.schema_registry_token or "
+                                "kafka.schema_registry_user")
         self._auth: str | None = None
-        if parts.username is not None:
-            raw = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        if user:
+            raw = f"{user}:{password}"
             self._auth = "Basic " + base64.b64encode(raw.encode()).decode()
+        elif token:
+            self._auth = "Bearer " + token
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         self.base = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self.timeout = timeout
+        self._context = self._tls_context(parts.scheme, ca, cert, key)
+
+    def _tls_context(self, scheme: str, ca: str, cert: str, key: str) -> ssl.SSLContext | None:
+        """The TLS settings for https (None: urllib's defaults, the system CAs)."""
+        if scheme != "https":
+            if ca or cert:
+                raise RegistryError(f"schema registry {self.base}: a CA or client certificate "
+                                    "is set but the URL is not https://")
+            return None
+        if not (ca or cert):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=ca or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(f"config key kafka.schema_registry_ca: {ca}: cannot be read as "
+                                f"PEM CA certificates ({exc})") from None
+        if cert:
+            try:
+                context.load_cert_chain(cert, key or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise RegistryError(f"config key kafka.schema_registry_cert: {cert}: cannot load "
+                                    f"the client certificate and key ({exc}); check "
+                                    "kafka.schema_registry_key") from None
+        return context
 
     @staticmethod
     def _shown(url: str) -> str:
@@ -69,7 +122,7 @@ class SchemaRegistry:
         if self._auth:
             req.add_header("Authorization", self._auth)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -80,6 +133,10 @@ class SchemaRegistry:
                                 f"{exc.code} {detail or exc.reason}".rstrip()) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):
+                raise RegistryError(f"schema registry {self.base}: TLS failed: {reason}; check "
+                                    "kafka.schema_registry_ca (the registry's CA) and "
+                                    "kafka.schema_registry_cert") from None
             raise RegistryUnreachable(f"schema registry {self.base} unreachable: {reason}; check "
                                       "--schema-registry") from None
         except ValueError:

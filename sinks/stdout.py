@@ -12,9 +12,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO, ClassVar
 
+from collector import shapes
 from collector.encode.compact import encode_compact_line
-from collector.encode.json import encode_json_line
-from collector.export import Event, Option, OutputClosed, Sink, TransientSinkError
+from collector.export import SCHEMA_OPTION, Event, Option, OutputClosed, Sink, TransientSinkError
 
 
 class BrokenPipe(OutputClosed):
@@ -27,6 +27,7 @@ class StdoutSink(Sink):
         Option("format", "str", "json", "json (one JSON document per line) or compact (for "
                "people)", choices=("json", "compact"), flag="--format",
                env_alias="COLLECTOR_FORMAT"),
+        SCHEMA_OPTION,
     )
     pipeline_defaults: ClassVar[Mapping[str, int]] = {"batch_timeout_ms": 0, "batch_events": 256}
     listing_order = 0
@@ -35,7 +36,9 @@ class StdoutSink(Sink):
                  stream: BinaryIO | None = None) -> None:
         super().__init__(options)
         self.format = self.settings["format"]
-        self._encode = encode_compact_line if self.format == "compact" else encode_json_line
+        self.shape = shapes.get(self.settings["schema"] or "native")  # collector.shapes
+        self._encode = (encode_compact_line if self.format == "compact"
+                        else self.shape.json_encoder())
         self._stream = stream if stream is not None else sys.stdout.buffer
 
     def encode(self, event: Event) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.kafka_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures", "tests.registry_fixtures"]
 
 
 UNIT = Path(__file__).resolve().parent / "unit"

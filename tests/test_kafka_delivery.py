@@ -73,9 +73,12 @@ def as_stdout_json(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_kafka(broker: KafkaBroker, topic: str, *args: str, env: dict[str, str] | None = None,
-              ) -> CollectorProcess:
+              fmt: str = "avro-single-object") -> CollectorProcess:
+    """The collector into the topic; in `fmt` (a later --kafka-format in args wins), by
+    default the single-object Avro these tests decode with the Apache library."""
     return CollectorProcess("--sink", "kafka", "--kafka-bootstrap", broker.bootstrap,
-                            "--kafka-topic", topic, *args, env=env).wait_attached()
+                            "--kafka-topic", topic, "--kafka-format", fmt, *args,
+                            env=env).wait_attached()
 
 
 def test_burst_arrives_exactly_once_and_decodes_two_ways(kafka: KafkaBroker) -> None:
@@ -108,10 +111,11 @@ def test_burst_arrives_exactly_once_and_decodes_two_ways(kafka: KafkaBroker) -> 
     assert cli == [as_stdout_json(r) for r in records]
 
 
-def test_json_format_is_the_stdout_line(kafka: KafkaBroker) -> None:
+def test_json_is_the_default_format_and_is_the_stdout_line(kafka: KafkaBroker) -> None:
     topic = new_topic("json")
     burst = Burst()
-    with run_kafka(kafka, topic, "--kafka-format", "json", "--sink", "stdout") as col:
+    with CollectorProcess("--sink", "kafka", "--kafka-bootstrap", kafka.bootstrap, "--kafka-topic",
+                          topic, "--sink", "stdout").wait_attached() as col:  # no --kafka-format
         burst.spawn(20)
         assert col.stop() == 0, col.stderr
     written = stat_value(col.stats_line(), "written", "kafka")
@@ -121,3 +125,26 @@ def test_json_format_is_the_stdout_line(kafka: KafkaBroker) -> None:
     assert {m.headers["content-type"] for m in msgs} == {b"application/json"}
     burst.assert_exactly_once([json.loads(m.value) for m in msgs])
     assert consume_cli(kafka.bootstrap, topic) == [json.loads(v) for v in stdout_lines]
+
+
+def test_avro_without_a_registry_is_a_usage_error(kafka: KafkaBroker) -> None:
+    """--kafka-format avro is the Confluent wire format: it needs the registry's id."""
+    with CollectorProcess("--sink", "kafka", "--kafka-bootstrap", kafka.bootstrap,
+                          "--kafka-format", "avro") as col:
+        assert col.wait(30) == 2
+    assert col.stderr_lines == [
+        "collector: config key kafka.schema_registry: required with kafka.format = avro (the "
+        "Confluent wire format; --schema-registry URL), or use --kafka-format "
+        "avro-single-object or json"]
+
+
+def test_consume_reads_every_format_in_one_topic(kafka: KafkaBroker) -> None:
+    topic = new_topic("mixed")
+    bursts = {fmt: Burst() for fmt in ("json", "avro-single-object")}
+    for fmt, burst in bursts.items():
+        with run_kafka(kafka, topic, fmt=fmt, env={"COLLECTOR_ENRICH_PROCFS_EVENTS": "false"}) as col:
+            burst.spawn(3)
+            assert col.stop() == 0, col.stderr
+    cli = consume_cli(kafka.bootstrap, topic)
+    for burst in bursts.values():
+        burst.assert_exactly_once(cli)

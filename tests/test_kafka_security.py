@@ -43,7 +43,8 @@ def sasl_flags(broker: KafkaBroker, mechanism: str, password: str = SASL_PASSWOR
 
 def run_sasl(broker: KafkaBroker, topic: str, *flags: str,
              env: dict[str, str] | None = None) -> CollectorProcess:
-    return CollectorProcess("--sink", "kafka", "--kafka-topic", topic, *flags,
+    return CollectorProcess("--sink", "kafka", "--kafka-topic", topic,
+                            "--kafka-format", "avro-single-object", *flags,
                             env={**NO_SCAN, **(env or {})}).wait_attached()
 
 

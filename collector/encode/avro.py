@@ -109,6 +109,24 @@ def fallbacks() -> int:
     return _fallbacks
 
 
+def encoder_for(schema: dict[str, Any]) -> Encoder | None:
+    """The generated encoder of any record schema (a record shape's, see
+    collector.shapes), compiled from avro_gen's source at first use; None if
+    the generator lacks one of its constructs. It raises Slow (or
+    UnicodeEncodeError) for a value it does not expect: callers then use
+    fastavro, as `datum` does."""
+    from collector.encode import avro_gen
+
+    try:
+        source = avro_gen.generate(schema)
+    except avro_gen.Unsupported:
+        return None  # a construct the generator lacks: fastavro encodes everything
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<avro encoder from schemas>", "exec"), namespace)
+    encoder: Encoder = namespace["encode"]
+    return encoder
+
+
 def datum(event: dict[str, Any]) -> bytes:
     """The Avro binary encoding of one event (identical to fastavro's)."""
     global _fallbacks

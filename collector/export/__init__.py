@@ -22,10 +22,11 @@ in-memory stand-in for tests.
 
 from collector.errors import SinkError, UsageError
 from collector.export.contract import Event, OutputClosed, PartialWriteError, Sink, TransientSinkError
-from collector.export.options import Option
+from collector.export.options import SCHEMA_OPTION, Option
 from collector.export.policy import PipelineSettings, RetryPolicy
 
 __all__ = [
+    "SCHEMA_OPTION",
     "Event",
     "Option",
     "OutputClosed",

@@ -233,3 +233,18 @@ def pipeline_options(batch_timeout_ms: int, batch_events: int) -> list[Option]:
 
 
 PIPELINE_KEYS = tuple(o.key for o in pipeline_options(0, 1))
+
+#: the record shapes (collector.shapes.NAMES; spelled here so reading options loads no schema)
+SHAPE_NAMES = ("native", "ocsf", "ecs")
+
+
+def _shape_or_empty(v: str) -> str | None:
+    if v and v not in SHAPE_NAMES:
+        return "one of " + ", ".join(SHAPE_NAMES) + " (or empty: the top-level schema)"
+    return None
+
+
+#: a built-in sink's record shape: declared in its options, filled in from the
+#: core's `schema` key when empty (collector.config._check_rules)
+SCHEMA_OPTION = Option("schema", "str", "", "record shape of this sink (native, ocsf, ecs); "
+                       "empty = the top-level schema", check=_shape_or_empty)

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
@@ -55,9 +55,10 @@ def jsonl_good_end(fd: int, size: int) -> int:
     return 0
 
 
-def schema_form() -> str:
-    """The canonical form of schemas/, which an existing file must have to be continued."""
-    return to_parsing_canonical_form(raw_schema())
+def schema_form(schema: dict[str, Any] | None = None) -> str:
+    """The canonical form of the schema written (default: the native one), which an
+    existing file must have to be continued."""
+    return to_parsing_canonical_form(raw_schema() if schema is None else schema)
 
 
 class _Datums:
@@ -73,11 +74,13 @@ class _Datums:
 class OcfFraming:
     """The header of a container file with this codec and sync marker, and its blocks."""
 
-    def __init__(self, codec: str, sync: bytes) -> None:
+    def __init__(self, codec: str, sync: bytes, parsed: Any = None) -> None:
+        """`parsed`: the fastavro-parsed schema of the records (default: the native one)."""
         self.codec = codec
         self.sync = sync
         self._buf = io.BytesIO()
-        self._writer = Writer(self._buf, parsed_schema(), codec=codec,
+        self._writer = Writer(self._buf, parsed_schema() if parsed is None else parsed,
+                              codec=codec,
                               sync_interval=_NO_BLOCK_LIMIT, sync_marker=sync)
         self.header = self._buf.getvalue()
 

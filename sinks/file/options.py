@@ -7,7 +7,7 @@ import re
 
 import fastavro
 
-from collector.export import Option
+from collector.export import SCHEMA_OPTION, Option
 
 FORMATS = ("jsonl", "avro")
 CODECS = ("null", "deflate", "zstandard", "snappy")
@@ -38,6 +38,7 @@ OPTIONS = (
            "interval", choices=FSYNC_POLICIES),
     Option("fsync_interval_s", "float", 1.0, "with fsync = interval: at most this long "
            "between fsyncs (s)", unit="s", minimum=0),
+    SCHEMA_OPTION,
 )
 
 

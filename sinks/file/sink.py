@@ -28,8 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collector.encode.avro import datum as avro_datum
-from collector.encode.json import encode_json_line
+from collector import shapes
 from collector.errors import SinkError, UsageError
 from collector.export import Event, Sink, TransientSinkError
 from sinks.file.append import Appender, same_file
@@ -81,7 +80,9 @@ class FileSink(Sink):
         self._ocf: OcfFraming | None = None  # Avro: the active file's header and blocks
         # one JSON line, or one Avro datum (write_batch frames a block of them): bound
         # here, a call less per event
-        self.encode = encode_json_line if fmt == "jsonl" else avro_datum  # type: ignore[method-assign]
+        self.shape = shapes.get(s["schema"] or "native")  # the record shape (collector.shapes)
+        encoder = self.shape.json_encoder() if fmt == "jsonl" else self.shape.datum_encoder()
+        self.encode = encoder  # type: ignore[method-assign,assignment]
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
 
     @classmethod
@@ -129,8 +130,8 @@ class FileSink(Sink):
 
     def encode(self, event: Event) -> bytes:
         if self.format == "jsonl":
-            return encode_json_line(event)
-        return avro_datum(event)
+            return self.shape.json_encoder()(event)
+        return self.shape.datum_encoder()(event)
 
     def write_batch(self, batch: Sequence[Any]) -> None:
         if not batch:
@@ -278,7 +279,7 @@ class FileSink(Sink):
                     raise SinkError(f"file sink: {self.path} exists and is not an Avro object "
                                     "container file; move it away or choose another file.path")
                 self._cut(fd, size, 0)  # a header cut short: no events in it
-            elif found.schema_form != schema_form() or found.codec != self.codec:
+            elif found.schema_form != schema_form(self.shape.raw_schema) or found.codec != self.codec:
                 log.warning("file sink: %s was written with another schema or codec; "
                             "rotating it away", self.path)
                 self._cut(fd, size, found.good_end)
@@ -290,7 +291,8 @@ class FileSink(Sink):
                 sync = found.sync
                 self._cut(fd, size, found.good_end)
         previous = self._ocf.sync if self._ocf is not None else None
-        self._ocf = OcfFraming(self.codec, sync or previous or os.urandom(16))
+        self._ocf = OcfFraming(self.codec, sync or previous or os.urandom(16),
+                               self.shape.parsed_schema)
         if os.fstat(fd).st_size == 0:
             try:  # so that a file with no events yet is a valid, empty container
                 self.appender.append(fd, 0, self._ocf.header)
@@ -317,9 +319,9 @@ class FileSink(Sink):
             return b"".join(batch)
         assert self._ocf is not None
         try:
-            datums = [x if type(x) is bytes else avro_datum(x) for x in batch]
+            datums = [x if type(x) is bytes else self.shape.datum(x) for x in batch]
         except Exception as exc:  # fastavro raises several kinds for a bad datum
-            raise SinkError(f"file sink: an event does not match schemas/process_event.avsc "
+            raise SinkError(f"file sink: an event does not match schemas/{self.shape.schema_file} "
                             f"({exc}); this is a bug in the collector") from None
         return self._ocf.block(datums)
 

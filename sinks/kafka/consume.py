@@ -38,10 +38,10 @@ import fastavro
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from collector import shapes
 from collector.encode import avro
 from collector.encode.json import encode_json_line
 from collector.errors import UsageError
-from collector.schema import parsed_schema
 from sinks.kafka.options import RESERVED_OPTIONS, redact, secret_values
 from sinks.kafka.producer import LibrdkafkaLogger
 from sinks.schema_registry import SchemaRegistry
@@ -58,25 +58,41 @@ class Decoder:
 
     def __call__(self, value: bytes) -> bytes:
         if value[:2] == avro.SINGLE_OBJECT_MAGIC:
-            return encode_json_line(avro.decode_framed(value))
+            for name in shapes.NAMES:  # the fingerprint says which record shape it is
+                shape = shapes.get(name)
+                if value[2:10] == shape.fingerprint:
+                    record = fastavro.schemaless_reader(io.BytesIO(value[10:]),
+                                                        shape.parsed_schema, None)
+                    return shape.decode_to_json(record)  # type: ignore[arg-type]
+            return encode_json_line(avro.decode_framed(value))  # its error names the fingerprint
         if value[:1] == avro.CONFLUENT_MAGIC and len(value) >= 5:
             (schema_id,) = struct.unpack(">I", value[1:5])
             if self.registry is None:
                 return encode_json_line(avro.decode_datum(value[5:]))
-            record = fastavro.schemaless_reader(io.BytesIO(value[5:]), self._writer(schema_id),
-                                                parsed_schema())
-            return encode_json_line(record)  # type: ignore[arg-type]
+            writer, shape = self._writer(schema_id)
+            record = fastavro.schemaless_reader(io.BytesIO(value[5:]), writer,
+                                                shape.parsed_schema)
+            return shape.decode_to_json(record)  # type: ignore[arg-type]
         text = value.strip()
         if text[:1] == b"{":
             orjson.loads(text)  # it must be one valid JSON document
             return text + b"\n"
         raise ValueError(f"neither JSON nor Avro (first bytes {value[:4].hex()})")
 
-    def _writer(self, schema_id: int) -> Any:
+    def _writer(self, schema_id: int) -> tuple[Any, shapes.Shape]:
+        """The writer's schema of this id, and our shape of the same name (its reader)."""
         if schema_id not in self._writers:
             assert self.registry is not None
-            self._writers[schema_id] = fastavro.parse_schema(self.registry.schema_by_id(schema_id))
-        return self._writers[schema_id]
+            raw = self.registry.schema_by_id(schema_id)
+            ns = raw.get("namespace")
+            full = f"{ns}.{raw['name']}" if ns and "." not in raw["name"] else raw["name"]
+            shape = shapes.by_full_name(full)
+            if shape is None:
+                raise ValueError(f"schema id {schema_id} is {full}, none of the collector's "
+                                 "record shapes")
+            self._writers[schema_id] = (fastavro.parse_schema(raw), shape)
+        result: tuple[Any, shapes.Shape] = self._writers[schema_id]
+        return result
 
 
 def consume(*, bootstrap: str, topic: str, options: dict[str, str], schema_registry: str | None,

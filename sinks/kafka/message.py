@@ -4,17 +4,18 @@ the headers of its event type."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
+from collector import shapes
 from collector.encode import avro
-from collector.encode.json import encode_json_line
 from collector.export import Event
 from collector.schema import EVENT_TYPES
 
 CONTENT_TYPES = {
     "json": "application/json",
-    "avro": "application/vnd.apache.avro.single-object",
-    "confluent": "application/vnd.confluent.avro",
+    "avro-single-object": "application/vnd.apache.avro.single-object",
+    "avro": "application/vnd.confluent.avro",
 }
 Headers = dict[str, list[tuple[str, str | bytes | None]]]  # event type → message headers
 
@@ -33,28 +34,33 @@ class Message:
 
 
 class Framing:
-    """How values are written: JSON, Avro single-object, or Confluent (once the
-    registry gave the schema's id)."""
+    """How values of one record shape (collector.shapes) are written: JSON, Avro
+    single-object, or Confluent (once the registry gave the schema's id)."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, schema: str = "native") -> None:
         self.format = fmt
+        self.shape = shapes.get(schema)
         self.schema_id: int | None = None
-        self._fingerprint = avro.schema_fingerprint().hex()
+        self._json = self.shape.json_encoder()
+        self._datum = self.shape.datum_encoder()
+        self._fingerprint = self.shape.fingerprint.hex()
 
     def encode(self, event: Event) -> Message:
         if self.format == "json":
-            value = encode_json_line(event)[:-1]  # the stdout line; an exact-size copy
-        elif self.schema_id is not None:
-            value = avro.confluent(event, self.schema_id)
-        else:
-            value = avro.single_object(event)
+            value = self._json(event)[:-1]  # the stdout line; an exact-size copy
+        elif self.format == "avro-single-object":
+            value = avro.SINGLE_OBJECT_MAGIC + self.shape.fingerprint + self._datum(event)
+        else:  # avro: open() registered the schema before any event is encoded
+            assert self.schema_id is not None
+            value = avro.CONFLUENT_MAGIC + struct.pack(">I", self.schema_id) + self._datum(event)
         return Message(value, event["process"]["exec_id"].encode(), event["event_type"])
 
-    def headers(self, registry: bool) -> Headers:
-        if registry:
-            kind, identity = "confluent", [("schema-id", str(self.schema_id or 0).encode())]
-        else:
-            kind = self.format
+    def headers(self) -> Headers:
+        kind = self.format
+        identity: list[tuple[str, str | bytes | None]] = []
+        if kind == "avro":
+            identity = [("schema-id", str(self.schema_id or 0).encode())]
+        elif kind == "avro-single-object":
             identity = [("schema-fingerprint", self._fingerprint.encode())]
         base = [("content-type", CONTENT_TYPES[kind].encode()), *identity]
         return {t: [("event-type", t.encode()), *base] for t in EVENT_TYPES}

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from collector.errors import UsageError
-from collector.export import Option
+from collector.export import SCHEMA_OPTION, Option
 from sinks.kafka.producer_stats import STATISTICS_INTERVAL_MS
 
 
@@ -43,13 +43,19 @@ def _host_ports(v: str) -> str | None:
     return None
 
 
+#: message values: json (default), avro = Confluent wire format (needs a registry),
+#: avro-single-object (Avro single-object encoding)
+FORMATS = ("json", "avro", "avro-single-object")
+
 OPTIONS = (
     Option("bootstrap", "str", "", "broker list HOST:PORT[,...] (required with --sink "
            "kafka)", check=_host_ports, required=True, flag="--kafka-bootstrap",
            metavar="HOST:PORT"),
     Option("topic", "str", "process-events", "topic events are produced to",
            flag="--kafka-topic"),
-    Option("format", "str", "avro", "message value: avro or json", choices=("avro", "json"),
+    Option("format", "str", "json", "message value: json (the JSON line), avro (the "
+           "Confluent wire format; needs schema_registry) or avro-single-object (Avro "
+           "single-object encoding, for consumers that hold the schema)", choices=FORMATS,
            flag="--kafka-format"),
     Option("options", "table", {}, "librdkafka settings passed through (KEY = VALUE), "
            "e.g. security.protocol, sasl.mechanism, compression.type", flag="--kafka-option",
@@ -57,13 +63,28 @@ OPTIONS = (
     Option("schema_registry", "str", "", "Schema Registry URL; with avro, use the "
            "Confluent wire format and register the schema under <topic>-value",
            flag="--schema-registry"),
+    Option("schema_registry_user", "str", "", "Schema Registry: HTTP basic auth user "
+           "(instead of user:password@ in the URL)"),
+    Option("schema_registry_password", "str", "", "Schema Registry: basic auth password "
+           "(never printed; e.g. from COLLECTOR_KAFKA_SCHEMA_REGISTRY_PASSWORD)"),
+    Option("schema_registry_token", "str", "", "Schema Registry: bearer token sent as "
+           "Authorization: Bearer (never printed; exclusive with the user)"),
+    Option("schema_registry_ca", "str", "", "Schema Registry: PEM file of the CA(s) that "
+           "signed its certificate (default: the system's)"),
+    Option("schema_registry_cert", "str", "", "Schema Registry: PEM client certificate "
+           "(TLS client authentication)"),
+    Option("schema_registry_key", "str", "", "Schema Registry: PEM key of the client "
+           "certificate (unless the certificate file holds it)"),
     Option("buffer", "str", "memory", "memory, or disk (durable across restarts)",
            choices=("memory", "disk"), flag="--buffer"),
     Option("buffer_path", "str", "", "directory of the disk buffer (required with "
            "buffer = disk)", flag="--buffer-path", metavar="DIR"),
     Option("buffer_max_bytes", "int", 1 << 30, "disk buffer size limit (bytes); beyond "
            "it when_full applies", unit="bytes", minimum=4096, flag="--buffer-max-bytes"),
+    SCHEMA_OPTION,
 )
+#: what SchemaRegistry takes besides the URL (kafka.schema_registry_<name>)
+REGISTRY_SETTINGS = ("user", "password", "token", "ca", "cert", "key")
 
 PRODUCER_DEFAULTS: dict[str, str] = {
     "enable.idempotence": "true",

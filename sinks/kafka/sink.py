@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from collector.errors import UsageError
 from collector.export import Event, Sink
-from collector.schema import raw_schema
 from sinks.kafka.message import Framing, Message
-from sinks.kafka.options import OPTIONS, producer_config, secret_values
+from sinks.kafka.options import OPTIONS, REGISTRY_SETTINGS, producer_config, secret_values
 
 if TYPE_CHECKING:
     from sinks.kafka.buffered import BufferedPath
@@ -57,12 +56,16 @@ class KafkaSink(Sink):
         if s["buffer"] == "disk" and not s["buffer_path"]:
             raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
                              "(--buffer-path DIR)")
+        if s["format"] == "avro" and not s["schema_registry"]:
+            raise UsageError("config key kafka.schema_registry: required with kafka.format = "
+                             "avro (the Confluent wire format; --schema-registry URL), or use "
+                             "--kafka-format avro-single-object or json")
         self.config = producer_config(s)
         self.secrets = secret_values(self.config)
         self.topic = s["topic"]
-        self.framing = Framing(s["format"])
+        self.framing = Framing(s["format"], s["schema"] or "native")
         self.registry_url = s["schema_registry"] if s["format"] == "avro" else ""
-        self.delivery = Rounds(self.config, self.topic, self.framing.headers(False),
+        self.delivery = Rounds(self.config, self.topic, self.framing.headers(),
                                self.secrets)
         self.drops: Counter[str] = Counter()  # totals, also for health()
         self._lock = threading.Lock()
@@ -125,9 +128,11 @@ class KafkaSink(Sink):
         from sinks.schema_registry import SchemaRegistry
 
         subject = f"{self.topic}-value"
-        self.framing.schema_id = SchemaRegistry(self.registry_url).register(subject, raw_schema())
+        settings = {k: self.settings[f"schema_registry_{k}"] for k in REGISTRY_SETTINGS}
+        registry = SchemaRegistry(self.registry_url, **settings)
+        self.framing.schema_id = registry.register(subject, self.framing.shape.raw_schema)
         log.info("kafka: schema registered under %s with id %s", subject, self.framing.schema_id)
-        self.delivery.headers = self.framing.headers(True)
+        self.delivery.headers = self.framing.headers()
 
     def _probe(self) -> None:
         from sinks.kafka.check import probe_broker

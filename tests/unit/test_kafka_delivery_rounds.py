@@ -80,7 +80,7 @@ def rounds(answer: Callable[[bytes], int | None], full: int = 0) -> tuple[Rounds
         made.append(FakeProducer(conf, answer, full))
         return made[-1]
 
-    headers = Framing("json").headers(False)
+    headers = Framing("json").headers()
     r = Rounds({"bootstrap.servers": "fake:9092"}, "t", headers, [], producer_factory=factory)
     return r, made
 
@@ -119,7 +119,7 @@ def test_message_len_is_what_batch_bytes_counts() -> None:
 
 @pytest.mark.parametrize("fmt", ["json", "avro"])
 def test_headers_name_the_event_type_and_content_type(fmt: str) -> None:
-    h = Framing(fmt).headers(False)
+    h = Framing(fmt).headers()
     assert set(h) == {"process_exec", "process_exit"}
     assert h["process_exit"][0] == ("event-type", b"process_exit")
     assert dict(h["process_exec"])["content-type"].startswith(b"application/")

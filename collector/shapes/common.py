@@ -1,0 +1,28 @@
+"""What the OCSF and ECS shapes share: product identity, the command line."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from importlib import metadata
+
+PRODUCT = "process-collector"
+
+
+@functools.cache  # metadata lookups read files: once, not per event
+def product_version() -> str:
+    try:
+        return metadata.version("process-collector")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def command_line(args: list[str]) -> str:
+    """argv as one string a POSIX shell reads back into the same argv (quotes where
+    needed); the argv itself is kept as an array too, since a string cannot hold
+    argument boundaries unambiguously for every reader."""
+    return shlex.join(args)
+
+
+def basename(path: str) -> str:
+    return path.rpartition("/")[2] or path
