@@ -32,7 +32,7 @@ def make(bootstrap: str) -> tuple[Rounds, list[FakeProducer]]:
         made.append(FakeProducer(conf, lambda v: None))
         return made[-1]
 
-    r = Rounds({"bootstrap.servers": bootstrap}, "t", Framing("json").headers(False), [],
+    r = Rounds({"bootstrap.servers": bootstrap}, "t", Framing("json").headers(), [],
                producer_factory=factory)
     return r, made
 
