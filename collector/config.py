@@ -104,8 +104,13 @@ OPTIONS: list[Option] = [
     Option("shutdown_timeout", "float", 10.0, "at stop, how long sinks may take to drain and "
            "flush (s)", minimum=0),
     # capture
-    Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf)",
-           choices=("core",)),
+    Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf), bcc "
+           "(compiled on the host by bcc, for kernels where CO-RE cannot load), or auto "
+           "(CO-RE when it loads, else bcc)", choices=("core", "bcc", "auto")),
+    Option("capture.bcc_offsets", "str", "auto", "bcc backend: where kernel struct offsets "
+           "come from: btf, headers (they must match the running kernel and agree with BTF "
+           "where it exists), or auto (BTF when the kernel has it)",
+           choices=("auto", "btf", "headers")),
     Option("capture.args_max_bytes", "int", 16384, "argv bytes captured per exec; longer argv "
            "is cut and flagged args_truncated", minimum=1, maximum=32767),
     Option("capture.ring_buffer_bytes", "int", 16 << 20, "kernel ring buffer size (bytes, a "
@@ -319,7 +324,7 @@ def resolve(
     # COLLECTOR_DEBUG is not a config key: it turns on debug logs and tracebacks (cli.main)
     known_env = {o.env for o in OPTIONS} | {"COLLECTOR_CONFIG", "COLLECTOR_SINK",
                                             "COLLECTOR_FORMAT", "COLLECTOR_KAFKA_OPTION",
-                                            "COLLECTOR_DEBUG"}
+                                            "COLLECTOR_DEBUG", "COLLECTOR_BACKEND"}
     for name in env:
         if name.startswith("COLLECTOR_") and name not in known_env:
             raise UsageError(f"environment variable {name}: unknown; the COLLECTOR_* variables "
@@ -341,6 +346,9 @@ def resolve(
     if "COLLECTOR_FORMAT" in env:
         values["stdout.format"] = coerce(BY_KEY["stdout.format"], env["COLLECTOR_FORMAT"],
                                          from_text=True)
+    if "COLLECTOR_BACKEND" in env:
+        values["capture.backend"] = coerce(BY_KEY["capture.backend"], env["COLLECTOR_BACKEND"],
+                                           from_text=True)
     if "COLLECTOR_KAFKA_OPTION" in env:
         values["kafka.options"] = {**values["kafka.options"],
                                    **parse_kafka_options(split_options(env["COLLECTOR_KAFKA_OPTION"]),
