@@ -24,8 +24,7 @@ from collector.filter import build_stage
 from collector.pipeline.reader import Reader
 from collector.pipeline.stats import summary_line
 from collector.pipeline.worker import SinkWorker
-from collector.probe import Probe
-from collector.probe.core import CoreProbe
+from collector.probe import Probe, select
 from sinks.base import Sink
 from sinks.stdout import BrokenPipe
 
@@ -52,12 +51,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
 
 
 def build_probe(cfg: Config) -> Probe:
-    return CoreProbe(
-        args_max=cfg["capture.args_max_bytes"],
-        ring_buffer_bytes=cfg["capture.ring_buffer_bytes"],
-        wakeup_bytes=cfg["capture.wakeup_bytes"],
-        ignore_self=cfg["capture.ignore_self"],
-    )
+    return select.build(cfg["capture.backend"], cfg.section("capture"))
 
 
 class Collector:
@@ -133,7 +127,8 @@ class Collector:
             raise
         attached = time.monotonic()
         log.info("attached in %.3fs", attached - started)
-        print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
+        print(f"collector: attached in {attached - started:.3f}s; backend "
+              f"{select.backend_of(self.probe)}; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
         self.reader.start()
         duration = self.cfg["duration"]
