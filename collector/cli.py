@@ -66,13 +66,16 @@ def cli() -> None:
               help="Exec events carry this many ancestors beyond the parent (default 0).")
 @click.option("--namespaces/--no-namespaces", default=None,
               help="Add namespace inode numbers (read from /proc at exec; default off).")
+@click.option("--backend", type=click.Choice(["core", "bcc", "auto"]), default=None,
+              help="Probe backend: core (CO-RE, default), bcc, or auto (CO-RE when it loads, "
+              "else bcc). Env: COLLECTOR_BACKEND.")
 def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, duration: float | None,
         stats_interval: float | None, node: str | None, args_max: int | None,
         file_path: str | None, file_format: str | None, kafka_bootstrap: str | None,
         kafka_topic: str | None, kafka_format: str | None, kafka_options: tuple[str, ...],
         schema_registry: str | None, buffer: str | None, buffer_path: str | None,
         buffer_max_bytes: int | None, procfs_events: bool | None, ancestors: int | None,
-        namespaces: bool | None) -> None:
+        namespaces: bool | None, backend: str | None) -> None:
     """Capture process exec/exit events and send them to the sinks."""
     cfg = cfgmod.resolve(
         config_path=config_path,
@@ -96,6 +99,7 @@ def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, durat
             "enrich.procfs_events": procfs_events,
             "enrich.ancestors": ancestors,
             "enrich.namespaces": namespaces,
+            "capture.backend": backend,
         }),
     )
     from collector.pipeline.runner import Collector
