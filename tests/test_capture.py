@@ -24,16 +24,29 @@ import pytest
 
 from collector.schema import parsed_schema, timestamp_paths
 from tests.helpers import CollectorProcess, stat_value, wait_for
+from tests.support.bcc_headers import kernel_source
 
 TRUE = os.path.realpath("/bin/true")
 SH = os.path.realpath("/bin/sh")
 SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 PYTHON = os.path.realpath(sys.executable)
+BACKENDS = ["core", "bcc"]
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """The environment that makes `collector run` use this backend."""
+    return {"COLLECTOR_BACKEND": backend, "BCC_KERNEL_SOURCE": str(kernel_source())}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every capture test runs once per probe backend (bcc with BTF offsets here)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def collector() -> Iterator[CollectorProcess]:
-    with CollectorProcess("--stats-interval", "0") as c:
+def collector(backend: str) -> Iterator[CollectorProcess]:
+    with CollectorProcess("--stats-interval", "0", env=backend_env(backend)) as c:
         c.wait_attached()
         yield c
         assert c.stop(signal.SIGINT) == 0, c.stderr
@@ -290,8 +303,8 @@ def test_fork_without_exec_and_exec_without_fork(collector: CollectorProcess,
     assert exit_["process"]["exec_id"] == true_image["process"]["exec_id"]
 
 
-def test_compact_format(tmp_path: Path) -> None:
-    with CollectorProcess("--format", "compact") as c:
+def test_compact_format(backend: str, tmp_path: Path) -> None:
+    with CollectorProcess("--format", "compact", env=backend_env(backend)) as c:
         c.wait_attached()
         child = spawn(["sh", "-c", "exit 3"], cwd=tmp_path)
         child.wait()
@@ -310,8 +323,8 @@ def test_compact_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_burst_of_2000(tmp_path: Path) -> None:
-    with CollectorProcess() as c:
+def test_burst_of_2000(backend: str, tmp_path: Path) -> None:
+    with CollectorProcess(env=backend_env(backend)) as c:
         c.wait_attached()
         pids = []
         for i in range(2000):
@@ -334,12 +347,13 @@ def test_burst_of_2000(tmp_path: Path) -> None:
         assert stat_value(line, "dropped", section="stdout") == 0
 
 
-def test_kernel_drops_are_counted(tmp_path: Path) -> None:
+def test_kernel_drops_are_counted(backend: str, tmp_path: Path) -> None:
     """A reader that cannot keep up (stdout not read, a 1-event queue, policy block) makes
     the smallest ring buffer overflow: every lost record is counted, none silently."""
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("[capture]\nring_buffer_bytes = 4096\n[stdout]\nqueue_events = 1\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env.update(backend_env(backend))
     from tests.helpers import COLLECTOR
 
     proc = subprocess.Popen([COLLECTOR, "run", "--config", str(cfg)], stdout=subprocess.PIPE,
