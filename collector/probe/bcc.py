@@ -118,7 +118,10 @@ class BccProbe:
         ignore_self: bool = True,
         offset_source: str = "auto",
         btf_path: Path = BTF_PATH,
+        group_dead: bool | None = None,
     ) -> None:
+        """group_dead: None detects whether the exit tracepoint passes it; False forces
+        the claim map (the old-kernel path, which is correct everywhere)."""
         if not 0 < args_max <= ARGS_MAX_LIMIT:
             raise ValueError(f"args_max must be 1..{ARGS_MAX_LIMIT}")
         if offset_source not in OFFSET_SOURCES:
@@ -129,6 +132,7 @@ class BccProbe:
         self.ignore_self = ignore_self
         self.offset_source = offset_source
         self.btf_path = btf_path
+        self.group_dead = group_dead
         self.offsets: dict[str, int] = {}
         self.offsets_from = ""
         self._bpf: Any = None
@@ -153,7 +157,8 @@ class BccProbe:
         btf = offsets.Btf.load(self.btf_path) if self.btf_path.exists() else None
         self.offsets, self.offsets_from = self._choose_offsets(bcc, src, btf)
         try:
-            self._load(bcc, group_dead_arg(btf))
+            dead = group_dead_arg(btf) if self.group_dead is None else self.group_dead
+            self._load(bcc, dead)
         except BaseException:
             self.close()
             raise
@@ -230,7 +235,7 @@ class BccProbe:
 
         self._cb = bcc.libbcc._RINGBUF_CB_TYPE(on_sample)  # keep a reference: C holds it
         lib = bcc.libbcc.lib
-        fd = self._bpf["events"].map_fd
+        fd = self._bpf[b"events"].map_fd
         self._rb = lib.bpf_new_ringbuf(fd, self._cb, None)
         if not self._rb:
             raise ProbeError("bcc backend: opening the ring buffer failed")
@@ -251,7 +256,7 @@ class BccProbe:
     def kernel_drops(self) -> dict[str, int]:
         if self._bpf is None:
             return {r.name.lower(): 0 for r in DropReason}
-        table = self._bpf["drops"]
+        table = self._bpf[b"drops"]
         return {r.name.lower(): int(sum(table.getvalue(table.Key(r))))
                 for r in DropReason}
 
