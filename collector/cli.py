@@ -110,15 +110,19 @@ def run(config_path: Path | None, sinks: tuple[str, ...], fmt: str | None, durat
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Also check the sinks this config names.")
-def check(config_path: Path | None) -> None:
-    """Preflight: privileges, BTF, libbpf, the BPF object, sinks. Exit 0 when all is well."""
+@click.option("--backend", type=click.Choice(["core", "bcc", "auto"]), default=None,
+              help="The backend whose problems count (both are reported). Env: COLLECTOR_BACKEND.")
+def check(config_path: Path | None, backend: str | None) -> None:
+    """Preflight: privileges, BTF, libbpf, the BPF object, bcc, sinks. Exit 0 when all is
+    well for the chosen backend ('--' marks a problem of the other one)."""
     from collector.preflight import run_checks
 
-    cfg = cfgmod.resolve(config_path=config_path) if config_path else None
+    resolved = cfgmod.resolve(config_path=config_path, flags=_flags(**{"capture.backend": backend}))
+    cfg = resolved if config_path else None
     problems = 0
-    for ok, line in run_checks(cfg):
-        click.echo(f"{'ok ' if ok else 'FAIL'} {line}")
-        problems += not ok
+    for ok, line in run_checks(cfg, resolved["capture.backend"]):
+        click.echo(f"{ {True: 'ok ', False: 'FAIL', None: '-- '}[ok]} {line}")
+        problems += ok is False
     if problems:
         click.echo(f"{problems} problem(s) found", err=True)
         sys.exit(1)
