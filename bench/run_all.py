@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ALL = ["capture_bench", "pipeline_throughput", "cache_bound", "kafka_bench", "kafka_compression"]
+ALL = ["capture_bench", "pipeline_throughput", "cache_bound", "kafka_bench", "kafka_compression",
+       "backends"]
 
 
 def main() -> int:
