@@ -42,7 +42,13 @@ enum drop_reason {
 	DROP_EXEC = 0,
 	DROP_EXIT = 1,
 	DROP_FORK = 2,
-	DROP_REASONS = 3,
+	/*
+	 * Not a lost record: an exit reported without a claim, because the
+	 * claim map was full (kernels without group_dead, see handle_exit_claim).
+	 * Another thread of that group may report the same exit again.
+	 */
+	DROP_EXIT_CLAIM = 3,
+	DROP_REASONS = 4,
 };
 
 struct event_header {

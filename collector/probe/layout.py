@@ -37,6 +37,8 @@ class DropReason(IntEnum):
     EXEC = 0
     EXIT = 1
     FORK = 2
+    # not a lost record: an exit sent without a claim (full claim map), may repeat
+    EXIT_CLAIM = 3
 
 
 # Field lists in declaration order: (name, struct format). The Struct
