@@ -10,9 +10,11 @@
  * headers that match the running kernel; see collector/probe/offsets.py).
  * Settings come the same way (-D), never by editing this text:
  *   ARGS_MAX, WAKEUP_BYTES, SELF_TGID, IGNORE_SELF, RINGBUF_PAGES, NCPU,
- *   HAVE_GROUP_DEAD (the exit tracepoint passes group_dead as its 2nd arg).
+ *   HAVE_GROUP_DEAD (the exit tracepoint passes group_dead as its 2nd arg),
+ *   EXIT_CLAIMS_MAX (without it: claims of dead, not yet reaped groups).
  * Only raw tracepoints: no kprobes, no BTF-typed programs.
  */
+#include <uapi/asm-generic/errno-base.h>
 #include "process.h"
 
 #define SIGNAL_GROUP_EXIT 0x00000004
@@ -36,12 +38,22 @@ BPF_HASH(ignored, u32, u8, 1024);
 
 #if !HAVE_GROUP_DEAD
 /*
- * Without group_dead every exiting thread of a group may see the group's
- * live count at zero (threads decrement it, then reach the tracepoint, in
- * any order): the first to insert its tgid here reports, the rest stay
- * silent. The fork of the next thread group with that tgid removes it.
+ * Exit claims, for kernels whose exit tracepoint has no group_dead: the
+ * construction of process.bpf.c's handle_exit_claim, where the reasons are
+ * written out. In short: do_exit() decrements signal->live before the
+ * tracepoint, so several threads of a group ending together can all see 0;
+ * each tries to insert (tgid, group start) with BPF_NOEXIST and only the one
+ * that succeeds reports. The claim goes when the group leader's task is
+ * freed (sched_process_free), after every thread of the group has passed
+ * the exit tracepoint. A full map still reports, counted as DROP_EXIT_CLAIM.
  */
-BPF_HASH(exit_claims, u32, u8, 65536);
+struct exit_claim {
+	u32 tgid;
+	u32 pad;
+	u64 start_ns;    /* the group's start (leader's start_boottime) */
+};
+
+BPF_HASH(exit_claims, struct exit_claim, u8, EXIT_CLAIMS_MAX);
 #endif
 
 static __always_inline kptr_t read_ptr(kptr_t base, int off)
@@ -290,12 +302,19 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	if (!(u8)ctx->args[1])
 		return 0;
 #else
+	struct exit_claim key = {};
 	u8 one = 1;
+	long err;
 
 	if (read_u32(read_ptr(task, OFF_TASK_SIGNAL), OFF_SIGNAL_LIVE) != 0)
 		return 0;
-	if (exit_claims.insert(&tgid, &one))
+	key.tgid = tgid;
+	key.start_ns = read_u64(read_ptr(task, OFF_TASK_GROUP_LEADER), OFF_TASK_START_BOOTTIME);
+	err = exit_claims.insert(&key, &one);
+	if (err == -EEXIST)
 		return 0;  /* another thread of the group claimed the exit */
+	if (err)
+		count_drop(DROP_EXIT_CLAIM);
 #endif
 	if (is_ignored(tgid)) {
 		ignored.delete(&tgid);
@@ -331,9 +350,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	/* a new thread is not a new process */
 	if (read_u32(child, OFF_TASK_PID) != ctgid)
 		return 0;
-#if !HAVE_GROUP_DEAD
-	exit_claims.delete(&ctgid);
-#endif
 	if (is_ignored(ptgid)) {
 		ignored.update(&ctgid, &one);
 		return 0;
@@ -350,3 +366,23 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	events.ringbuf_submit(e, wakeup_flag(sizeof(*e)));
 	return 0;
 }
+
+#if !HAVE_GROUP_DEAD
+/*
+ * sched_process_free(struct task_struct *p): a group leader's task is freed,
+ * its group's claim can go. Only a real leader: the old leader that
+ * de_thread() replaced keeps the tgid but not the leadership.
+ */
+RAW_TRACEPOINT_PROBE(sched_process_free)
+{
+	kptr_t task = ctx->args[0];
+	struct exit_claim key = {};
+
+	if (read_ptr(task, OFF_TASK_GROUP_LEADER) != task)
+		return 0;
+	key.tgid = read_u32(task, OFF_TASK_TGID);
+	key.start_ns = read_u64(task, OFF_TASK_START_BOOTTIME);
+	exit_claims.delete(&key);
+	return 0;
+}
+#endif

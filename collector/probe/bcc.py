@@ -33,6 +33,10 @@ OFFSET_SOURCES = ("auto", "btf", "headers")
 PAGE = 4096
 BCC_SOURCE = "process_bcc.c"
 TRACEPOINTS = ("sched_process_exec", "sched_process_exit", "sched_process_fork")
+CLAIM_TRACEPOINT = "sched_process_free"  # releases exit claims (kernels without group_dead)
+# Claims of thread groups that are dead but not yet reaped (as the CO-RE backend's
+# EXIT_CLAIMS_MAX); a full map is not a lost exit but a counted DROP_EXIT_CLAIM.
+EXIT_CLAIMS_MAX = 16384
 
 # The struct mount prefix for headers-only kernels: fs/mount.h is private to
 # the kernel tree (no headers package ships it). These four members have
@@ -119,6 +123,7 @@ class BccProbe:
         offset_source: str = "auto",
         btf_path: Path = BTF_PATH,
         group_dead: bool | None = None,
+        exit_claims_max: int = EXIT_CLAIMS_MAX,
     ) -> None:
         """group_dead: None detects whether the exit tracepoint passes it; False forces
         the claim map (the old-kernel path, which is correct everywhere)."""
@@ -133,6 +138,8 @@ class BccProbe:
         self.offset_source = offset_source
         self.btf_path = btf_path
         self.group_dead = group_dead
+        self.exit_claims_max = exit_claims_max
+        self.has_group_dead: bool | None = None  # what the program was built with
         self.offsets: dict[str, int] = {}
         self.offsets_from = ""
         self._bpf: Any = None
@@ -207,6 +214,7 @@ class BccProbe:
             f"-DRINGBUF_PAGES={pages}",
             f"-DNCPU={len(get_possible_cpus())}",
             f"-DHAVE_GROUP_DEAD={int(group_dead)}",
+            f"-DEXIT_CLAIMS_MAX={self.exit_claims_max}",
         ]
         flags += [f"-D{macro}={value}" for macro, value in sorted(self.offsets.items())]
         return flags
@@ -218,7 +226,9 @@ class BccProbe:
         except Exception as exc:  # bcc raises a bare Exception; the compiler spoke on stderr
             raise ProbeError(f"bcc backend: compiling or loading {src} failed: {exc}") from None
         # bcc attaches every RAW_TRACEPOINT_PROBE while constructing BPF()
-        missing = [tp for tp in TRACEPOINTS if tp.encode() not in self._bpf.raw_tracepoint_fds]
+        self.has_group_dead = group_dead
+        wanted = TRACEPOINTS if group_dead else (*TRACEPOINTS, CLAIM_TRACEPOINT)
+        missing = [tp for tp in wanted if tp.encode() not in self._bpf.raw_tracepoint_fds]
         if missing:
             raise ProbeError(f"bcc backend: raw tracepoints not attached: {', '.join(missing)}")
         self._open_ring(bcc)
