@@ -201,7 +201,12 @@ static __always_inline u32 write_path(struct exec_event *e, u32 off, kptr_t dent
 	w->mnt = vfsmnt - OFF_MOUNT_MNT;  /* struct mount embeds the vfsmount */
 	w->off = off;
 	w->done = 0;
-#pragma clang loop unroll(disable)
+	/*
+	 * Unrolled: 6.1's verifier refuses this loop as a "back-edge" (its CFG
+	 * check does not allow a loop to close right after a helper call; 6.18's
+	 * does), and bcc cannot build bpf_loop() callbacks.
+	 */
+#pragma unroll
 	for (int i = 0; i < PATH_DEPTH_MAX; i++) {
 		if (path_step(w, e))
 			break;
