@@ -36,8 +36,11 @@ ATTACH_TIMEOUT_S = {"core": 30.0, "bcc": 120.0}
 
 
 def backend_env(backend: str) -> dict[str, str]:
-    """The environment that makes `collector run` use this backend."""
-    return {"COLLECTOR_BACKEND": backend, "BCC_KERNEL_SOURCE": str(kernel_source())}
+    """The environment that makes `collector run` use this backend. BCC_OFFSETS_UNDER_TEST
+    (auto, btf, headers) picks bcc's offset source: tests/support/bcc_guest.py runs these
+    tests with `headers` on the kernel the headers are for."""
+    return {"COLLECTOR_BACKEND": backend, "BCC_KERNEL_SOURCE": str(kernel_source()),
+            "COLLECTOR_CAPTURE_BCC_OFFSETS": os.environ.get("BCC_OFFSETS_UNDER_TEST", "auto")}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
