@@ -9,9 +9,10 @@ shared read-only over virtio-9p, so the guest runs the very same Python, venv,
 bcc and header tree on the guest's kernel. tests/support/bcc_guest/init.c is
 its PID 1; the script below is what runs inside.
 
-Inside: `collector check --backend bcc`, `collector run --backend auto` (which
-backend it picks), the bcc capture tests with offsets from the headers
-(cross-checked against the guest's BTF), and the bcc-specific exit tests.
+Inside: the bcc capture tests with offsets from the headers (cross-checked
+against the guest's BTF), the header-offset and claim-map exit tests,
+`collector check --backend bcc`, `collector run --backend auto` (which
+backend it picks).
 
 Usage: .venv/bin/python -m tests.support.bcc_guest [--timeout 2400]
 Results: printed, and the guest's logs in <cache>/bcc-guest/out-*/.
@@ -39,19 +40,16 @@ export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PATH=/usr/local/sbin:/usr/local/bin:/
 export BCC_KERNEL_SOURCE={tree} PROCESS_COLLECTOR_CACHE={cache}
 cd {repo}
 echo "guest kernel $(uname -r)"
+BCC_OFFSETS_UNDER_TEST=headers timeout 2400 .venv/bin/pytest -p no:cacheprovider -q -k bcc \\
+    tests/test_capture.py > {out}/capture.txt 2>&1; echo "capture rc=$?"
+timeout 1200 .venv/bin/pytest -p no:cacheprovider -q \\
+    tests/test_probe_bcc.py::test_header_offsets_are_what_bcc_compiles \\
+    tests/test_probe_bcc.py::test_claim_path_reports_one_exit_per_thread_group \\
+    tests/test_probe_bcc.py::test_claims_live_until_the_group_is_reaped \\
+    > {out}/probe_bcc.txt 2>&1; echo "probe_bcc rc=$?"
 .venv/bin/collector check --backend bcc > {out}/check.txt 2>&1; echo "check rc=$?"
 .venv/bin/collector run --backend auto --duration 2 --no-procfs-events > /dev/null 2> {out}/auto.txt
 echo "auto rc=$?"
-BCC_OFFSETS_UNDER_TEST=headers timeout 1500 .venv/bin/pytest -p no:cacheprovider -q -k bcc \\
-    tests/test_capture.py > {out}/capture.txt 2>&1; echo "capture rc=$?"
-timeout 900 .venv/bin/pytest -p no:cacheprovider -q \\
-    tests/test_probe_bcc.py::test_header_offsets_are_what_bcc_compiles \\
-    tests/test_probe_bcc.py::test_backend_from_environment \\
-    tests/test_probe_bcc.py::test_claim_path_reports_one_exit_per_thread_group \\
-    tests/test_probe_bcc.py::test_one_exit_per_group_when_threads_end_together \\
-    tests/test_probe_bcc.py::test_claims_live_until_the_group_is_reaped \\
-    tests/test_probe_bcc.py::test_a_full_claim_map_reports_and_counts \\
-    > {out}/probe_bcc.txt 2>&1; echo "probe_bcc rc=$?"
 """
 
 
