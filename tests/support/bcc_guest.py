@@ -40,10 +40,15 @@ export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PATH=/usr/local/sbin:/usr/local/bin:/
 export BCC_KERNEL_SOURCE={tree} PROCESS_COLLECTOR_CACHE={cache}
 cd {repo}
 echo "guest kernel $(uname -r)"
-BCC_OFFSETS_UNDER_TEST=headers timeout 2400 .venv/bin/pytest -p no:cacheprovider -q -k bcc \\
-    tests/test_capture.py > {out}/capture.txt 2>&1; echo "capture rc=$?"
+BCC_OFFSETS_UNDER_TEST=headers timeout 2400 .venv/bin/pytest -p no:cacheprovider -q -rA \\
+    -k "bcc and not burst and not drops" tests/test_capture.py > {out}/capture.txt 2>&1
+echo "capture rc=$?"
+timeout 1200 .venv/bin/pytest -p no:cacheprovider -q -rA \\
+    tests/test_probe_bcc.py::test_header_offsets_are_what_bcc_compiles > {out}/offsets.txt 2>&1
+echo "offsets rc=$?"
+BCC_OFFSETS_UNDER_TEST=headers timeout 2400 .venv/bin/pytest -p no:cacheprovider -q -rA \\
+    -k "bcc and (burst or drops)" tests/test_capture.py > {out}/burst.txt 2>&1; echo "burst rc=$?"
 timeout 1200 .venv/bin/pytest -p no:cacheprovider -q \\
-    tests/test_probe_bcc.py::test_header_offsets_are_what_bcc_compiles \\
     tests/test_probe_bcc.py::test_claim_path_reports_one_exit_per_thread_group \\
     tests/test_probe_bcc.py::test_claims_live_until_the_group_is_reaped \\
     > {out}/probe_bcc.txt 2>&1; echo "probe_bcc rc=$?"
@@ -121,15 +126,15 @@ def main() -> int:
     text = serial.read_text(errors="replace")
     lines = [line for line in text.splitlines()
              if line.startswith(("guest kernel", "check rc", "auto rc", "capture rc", "probe_bcc rc",
-                                 "BCC_GUEST"))]
+                                 "offsets rc", "burst rc", "BCC_GUEST"))]
     print("\n".join(lines))
     for name in ("check.txt", "auto.txt"):
         if (out / name).exists():
             print(f"--- {name}\n{(out / name).read_text()}")
-    for name in ("capture.txt", "probe_bcc.txt"):
+    for name in ("capture.txt", "offsets.txt", "burst.txt", "probe_bcc.txt"):
         if (out / name).exists():
             print(f"--- {name} (tail)\n" + "\n".join((out / name).read_text().splitlines()[-15:]))
-    ok = all(f"{what} rc=0" in text for what in ("check", "capture", "probe_bcc"))
+    ok = all(f"{what} rc=0" in text for what in ("check", "capture", "offsets", "burst", "probe_bcc"))
     return 0 if ok else 1
 
 

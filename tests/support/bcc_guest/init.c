@@ -62,8 +62,10 @@ int main(void)
 		snprintf(path, sizeof(path), "/host%s", out);
 		must_mount("out", path, "9p", 0, "trans=virtio,version=9p2000.L");
 	}
-	if (chroot("/host") || chdir("/"))
-		die("chroot");
+	/* as switch_root does: the host's root becomes "/" of the mount tree, so paths
+	 * walked up to the mount tree's root (the collector's binary/cwd) have no /host */
+	if (chdir("/host") || mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))
+		die("switch root");
 	mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL);
 	pid = fork();
 	if (pid == 0) {
