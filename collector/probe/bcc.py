@@ -24,7 +24,7 @@ from typing import Any
 
 from collector.errors import PrivilegeError, ProbeError
 from collector.probe import offsets
-from collector.probe.layout import ARGS_MAX_LIMIT, DropReason
+from collector.probe.layout import ARGS_MAX_LIMIT, EXIT_CLAIMS_MAX, DropReason
 from collector.probe.privileges import missing_privileges
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
@@ -34,9 +34,6 @@ PAGE = 4096
 BCC_SOURCE = "process_bcc.c"
 TRACEPOINTS = ("sched_process_exec", "sched_process_exit", "sched_process_fork")
 CLAIM_TRACEPOINT = "sched_process_free"  # releases exit claims (kernels without group_dead)
-# Claims of thread groups that are dead but not yet reaped (as the CO-RE backend's
-# EXIT_CLAIMS_MAX); a full map is not a lost exit but a counted DROP_EXIT_CLAIM.
-EXIT_CLAIMS_MAX = 16384
 
 # The struct mount prefix for headers-only kernels: fs/mount.h is private to
 # the kernel tree (no headers package ships it). These four members have
