@@ -14,6 +14,7 @@ group exits had two, and both claim cases of this test failed.
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -49,18 +50,30 @@ def probe(request: pytest.FixtureRequest) -> Iterator[CoreProbe]:
 
 
 def exits_of(probe: CoreProbe, pids: set[int], settle_s: float = 1.0) -> dict[int, list[int]]:
-    """Exit statuses per pid, read until every pid has one and `settle_s` passed."""
+    """Exit statuses per pid, read until every pid has one and `settle_s` passed.
+
+    Only the groups this test forked count: an exit is kept when its (pid, group
+    start) matches a fork event whose parent is this process, so a pid that another
+    job on the machine reuses after our child is reaped (pid_max is 32768) is not
+    taken for a second exit of ours."""
     seen: dict[int, list[int]] = {pid: [] for pid in pids}
+    ours: set[tuple[int, int]] = set()
+    me = os.getpid()
     deadline = time.monotonic() + 20
     quiet_until = None
     while time.monotonic() < deadline:
         for raw in probe.read(50):
             kind = layout.HEADER.unpack_from(raw)[0]
+            if kind == layout.EventKind.FORK:
+                child = layout.TASK_IDS.unpack_from(raw, layout.HEADER.size)
+                if child[2] == me and child[0] in seen:
+                    ours.add((child[0], child[4]))
+                continue
             if kind != layout.EventKind.EXIT:
                 continue
             fields = layout.EXIT_EVENT.unpack_from(raw)
-            pid, status = fields[3], fields[-2]
-            if pid in seen:
+            pid, start, status = fields[3], fields[7], fields[-2]
+            if (pid, start) in ours:
                 seen[pid].append(status)
         if all(seen.values()):
             quiet_until = quiet_until or time.monotonic() + settle_s
