@@ -28,7 +28,7 @@ from collector.probe.bcc import (
 )
 from collector.probe.bcc import kernel_source as bcc_kernel_source
 from collector.probe.core import CoreProbe
-from collector.probe.layout import EXIT_EVENT, HEADER, EventKind
+from collector.probe.layout import EXIT_EVENT, HEADER, TASK_IDS, EventKind
 from collector.probe.select import AutoProbe
 from tests.helpers import COLLECTOR, REPO
 from tests.support.bcc_headers import kernel_source
@@ -137,24 +137,32 @@ def test_missing_bcc_is_one_clear_line() -> None:
 
 
 def _exits(probe: BccProbe, pids: set[int], timeout: float = 5.0) -> list[tuple[int, int]]:
-    """(pid, wait status) of every exit record of these pids, until all have one."""
+    """(pid, wait status) of every exit record of these pids, until all have one. Only
+    groups this test forked count ((pid, group start) of a fork event whose parent is
+    this process): another job's process that reuses a reaped pid is not a second exit."""
     out: list[tuple[int, int]] = []
+    ours: set[tuple[int, int]] = set()
+    me = os.getpid()
+
+    def take(raw: bytes) -> None:
+        kind = HEADER.unpack_from(raw)[0]
+        if kind == EventKind.FORK:
+            child = TASK_IDS.unpack_from(raw, HEADER.size)
+            if child[2] == me and child[0] in pids:
+                ours.add((child[0], child[4]))
+        elif kind == EventKind.EXIT:
+            fields = EXIT_EVENT.unpack_from(raw)
+            if (fields[3], fields[7]) in ours:
+                out.append((fields[3], fields[-2]))
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for raw in probe.read(50):
-            kind = HEADER.unpack_from(raw)[0]
-            if kind == EventKind.EXIT:
-                fields = EXIT_EVENT.unpack_from(raw)
-                pid, status = fields[3], fields[-2]
-                if pid in pids:
-                    out.append((pid, status))
+            take(raw)
         if {p for p, _ in out} == pids:
             time.sleep(0.2)  # anything more would be a second exit
             for raw in probe.read(50):
-                if HEADER.unpack_from(raw)[0] == EventKind.EXIT:
-                    fields = EXIT_EVENT.unpack_from(raw)
-                    if fields[3] in pids:
-                        out.append((fields[3], fields[-2]))
+                take(raw)
             return out
     return out
 
