@@ -6,9 +6,9 @@ BPF_OBJ := collector/probe/process.bpf.o
 APT_PACKAGES := clang llvm bpftool libbpf-dev libbpf1 openssl default-jre-headless maven
 ARGS ?=
 
-.PHONY: setup run test bench apt bpf venv lint clean kafka
+.PHONY: setup run test bench apt bpf venv lint clean kafka bcc
 
-setup: apt bpf venv
+setup: apt bpf venv bcc
 
 # Debian packages: the BPF toolchain (build time), libbpf (run time), Java and Maven (test broker).
 apt: build/.apt.stamp
@@ -126,3 +126,21 @@ kafka-cluster: setup
 .PHONY: siem
 siem: setup
 	$(VENV)/bin/python tests/support/siem_stack.py
+
+# The bcc backend: Debian's bcc (python3-bpfcc) made importable in the venv by one symlink
+# (not a .pth over all of dist-packages, which would expose ~70 other packages), and Debian's
+# split kernel headers merged into one tree under the download cache (tests/support/bcc_headers.sh).
+BCC_APT_PACKAGES := python3-bpfcc libbpfcc linux-headers-amd64
+BCC_SYSTEM := /usr/lib/python3/dist-packages/bcc
+bcc: $(VENV)/.bcc.stamp
+$(VENV)/.bcc.stamp: $(VENV)/.stamp tests/support/bcc_headers.sh
+	@missing=""; for p in $(BCC_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -d $(BCC_SYSTEM) || { echo "bcc: $(BCC_SYSTEM) missing after installing python3-bpfcc" >&2; exit 1; }
+	ln -sfn $(BCC_SYSTEM) "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bcc"
+	$(VENV)/bin/python -c 'import bcc'
+	tests/support/bcc_headers.sh
+	@touch $@

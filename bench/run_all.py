@@ -17,7 +17,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ALL = ["capture_bench", "pipeline_throughput", "cache_bound", "kafka_bench", "kafka_compression",
-       "metrics_bench"]
+       "metrics_bench", "backends"]
 
 
 def main() -> int:

@@ -73,6 +73,12 @@ def _with_sink_flags(f: Callable[..., None]) -> Callable[..., None]:
 
 _SINK_FLAGS = _sink_flags()
 
+# --backend on run and check: the choices are capture.backend's (config.CORE_OPTIONS owns them)
+_backend_option = click.option(
+    "--backend", type=click.Choice(cfgmod.BY_KEY["capture.backend"].choices or ()), default=None,
+    help="Probe backend: core (CO-RE, default), bcc, or auto (CO-RE when it loads, else bcc). "
+    "Env: COLLECTOR_BACKEND.")
+
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
@@ -104,11 +110,13 @@ _SINK_FLAGS = _sink_flags()
 @click.option("--metrics-address", default=None, metavar="HOST:PORT",
               help="Serve /metrics (Prometheus) and /healthz there (default off). "
               "Env: COLLECTOR_METRICS_ADDRESS.")
+@_backend_option
 @_with_sink_flags
 def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[str, ...],
         duration: float | None, shape: str | None, stats_interval: float | None, node: str | None,
         args_max: int | None, procfs_events: bool | None, ancestors: int | None,
-        namespaces: bool | None, metrics_address: str | None, **sink_flags: Any) -> None:
+        namespaces: bool | None, metrics_address: str | None, backend: str | None,
+        **sink_flags: Any) -> None:
     """Capture process exec/exit events and send them to the sinks."""
     flags: dict[str, Any] = cfgmod.parse_sink_options(sink_options)
     for param, opt in _SINK_FLAGS:
@@ -130,6 +138,7 @@ def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[st
         "enrich.ancestors": ancestors,
         "enrich.namespaces": namespaces,
         "metrics.address": metrics_address,
+        "capture.backend": backend,
     }))
     cfg = cfgmod.resolve(config_path=config_path, flags=flags)
     from collector.pipeline.runner import Collector
@@ -140,15 +149,18 @@ def run(config_path: Path | None, sinks: tuple[str, ...], sink_options: tuple[st
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Also check the sinks this config names.")
-def check(config_path: Path | None) -> None:
-    """Preflight: privileges, BTF, libbpf, the BPF object, sinks. Exit 0 when all is well."""
+@_backend_option
+def check(config_path: Path | None, backend: str | None) -> None:
+    """Preflight: privileges, BTF, libbpf, the BPF object, bcc, sinks. Exit 0 when all is
+    well for the chosen backend ('--' marks a problem of the other one)."""
     from collector.preflight import run_checks
 
-    cfg = cfgmod.resolve(config_path=config_path) if config_path else None
+    resolved = cfgmod.resolve(config_path=config_path, flags=_flags(**{"capture.backend": backend}))
+    cfg = resolved if config_path else None
     problems = 0
-    for ok, line in run_checks(cfg):
-        click.echo(f"{'ok ' if ok else 'FAIL'} {line}")
-        problems += not ok
+    for ok, line in run_checks(cfg, resolved["capture.backend"]):
+        click.echo(f"{ {True: 'ok ', False: 'FAIL', None: '-- '}[ok]} {line}")
+        problems += ok is False
     if problems:
         click.echo(f"{problems} problem(s) found", err=True)
         sys.exit(1)

@@ -78,8 +78,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout", "float", 10.0, "at stop, how long sinks may take to drain and "
            "flush (s)", minimum=0),
     # capture
-    Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf)",
-           choices=("core",)),
+    Option("capture.backend", "str", "core", "probe backend: core (CO-RE, libbpf), bcc "
+           "(compiled on the host by bcc, for kernels where CO-RE cannot load), or auto "
+           "(CO-RE when it loads, else bcc)", choices=("core", "bcc", "auto"),
+           env_alias="COLLECTOR_BACKEND"),
+    Option("capture.bcc_offsets", "str", "auto", "bcc backend: where kernel struct offsets "
+           "come from: btf, headers (they must match the running kernel and agree with BTF "
+           "where it exists), or auto (BTF when the kernel has it)",
+           choices=("auto", "btf", "headers")),
     Option("capture.args_max_bytes", "int", 16384, "argv bytes captured per exec; longer argv "
            "is cut and flagged args_truncated", minimum=1, maximum=ARGS_MAX_LIMIT),
     Option("capture.ring_buffer_bytes", "int", 16 << 20, "kernel ring buffer size (bytes, a "

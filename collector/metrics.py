@@ -33,6 +33,8 @@ from collector.pipeline.stats import SINK_DROP_REASONS, Snapshot
 from collector.probe.layout import DropReason
 
 SnapshotSource = Callable[[], Snapshot]
+# the backend that runs (select.backend_of): read at scrape time, since auto decides at attach
+BackendSource = Callable[[], str]
 
 
 def version() -> str:
@@ -45,7 +47,7 @@ def version() -> str:
 class StatsCollector(Collector):
     """The collector_* families, read from a Snapshot at scrape time."""
 
-    def __init__(self, snapshot: SnapshotSource, backend: str) -> None:
+    def __init__(self, snapshot: SnapshotSource, backend: BackendSource) -> None:
         self.snapshot = snapshot
         self.backend = backend
 
@@ -76,7 +78,7 @@ class StatsCollector(Collector):
                                   "the full process cache", value=snap.enrich.get("evictions", 0))
         info = GaugeMetricFamily("collector_build_info", "Always 1; the labels say what runs",
                                  labels=["version", "backend"])
-        info.add_metric([version(), self.backend], 1)
+        info.add_metric([version(), self.backend()], 1)
         yield info
 
     def _sinks(self, snap: Snapshot) -> Iterator[Metric]:
@@ -137,7 +139,7 @@ def _split(address: str) -> tuple[str, int]:
 class MetricsServer:
     """/metrics and /healthz on one HTTP server, in a daemon thread."""
 
-    def __init__(self, address: str, snapshot: SnapshotSource, backend: str) -> None:
+    def __init__(self, address: str, snapshot: SnapshotSource, backend: BackendSource) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds
         self.registry.register(StatsCollector(snapshot, backend))

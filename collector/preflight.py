@@ -16,11 +16,31 @@ from collector.probe.libbpf import LIBBPF_NAME
 from collector.probe.privileges import missing_privileges, missing_scan_privileges
 
 
-def run_checks(cfg: Config | None = None) -> Iterator[tuple[bool, str]]:
+def run_checks(cfg: Config | None = None,
+               backend: str = "core") -> Iterator[tuple[bool | None, str]]:
+    """Both backends are reported; only the lines of the one that would run
+    count as failures (None: informational, for the other backend). auto counts
+    CO-RE's lines when CO-RE is fine, else bcc's, and both when neither is."""
+    from collector.probe.bcc_check import bcc_checks
+
     problem = missing_privileges()
     yield (problem is None, problem or "privileges: can load tracing BPF programs")
     scan = missing_scan_privileges()
     yield (scan is None, scan or "privileges: can read every process in /proc")
+    core = list(_core_checks(problem))
+    bcc = list(bcc_checks(problem is None))
+    core_ok, bcc_ok = all(ok for ok, _ in core), all(ok for ok, _ in bcc)
+    counts = {"core": (True, False), "bcc": (False, True),
+              "auto": (True, True) if not (core_ok or bcc_ok) else (core_ok, not core_ok)}
+    count_core, count_bcc = counts[backend]
+    yield from ((ok if count_core or ok else None, line) for ok, line in core)
+    yield from ((ok if count_bcc or ok else None, line) for ok, line in bcc)
+    if cfg is not None:
+        yield from _sink_checks(cfg)
+
+
+def _core_checks(problem: str | None) -> Iterator[tuple[bool, str]]:
+    """The CO-RE backend's lines: libbpf, the kernel's features and variants, the object."""
     try:
         ctypes.CDLL(LIBBPF_NAME)
         yield True, f"libbpf: {LIBBPF_NAME} loads"
@@ -38,8 +58,6 @@ def run_checks(cfg: Config | None = None) -> Iterator[tuple[bool, str]]:
         yield False, f"BPF object: {obj} missing; build it with `make setup`"
     if problem is None and kernel_ok and obj.exists():
         yield _try_load()
-    if cfg is not None:
-        yield from _sink_checks(cfg)
 
 
 def kernel_checks() -> Iterator[tuple[bool, str]]:

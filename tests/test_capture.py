@@ -26,15 +26,36 @@ import pytest
 from collector.probe import layout
 from collector.schema import parsed_schema, timestamp_paths
 from tests.helpers import CollectorProcess, stat_value, wait_for
+from tests.support.bcc_headers import kernel_source
 
 TRUE = os.path.realpath("/bin/true")
 SH = os.path.realpath("/bin/sh")
 SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 PYTHON = os.path.realpath(sys.executable)
+BACKENDS = ["core", "bcc"]
+# bcc compiles at start: 0.7 s on an idle machine, 24 s in the full suite at a load average
+# of 10, 134 s in the 6.1 guest under qemu TCG (tests/support/bcc_guest.py)
+ATTACH_TIMEOUT_S = {"core": 30.0, "bcc": 600.0}
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """The environment that makes `collector run` use this backend. BCC_OFFSETS_UNDER_TEST
+    (auto, btf, headers) picks bcc's offset source: tests/support/bcc_guest.py runs these
+    tests with `headers` on the kernel the headers are for."""
+    return {"COLLECTOR_BACKEND": backend, "BCC_KERNEL_SOURCE": str(kernel_source()),
+            "COLLECTOR_CAPTURE_BCC_OFFSETS": os.environ.get("BCC_OFFSETS_UNDER_TEST", "auto")}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every capture test runs once per probe backend (bcc with BTF offsets here)."""
+    return str(request.param)
 
 
 # The programs this kernel gets, and the ones older kernels get (forced
-# through the loader's knob): every capture test below runs against both.
+# through the loader's knob): every capture test below runs against both with
+# the CO-RE backend, and once with bcc (its own exit/claim builds are covered
+# by tests/test_probe_bcc*.py; one bcc run keeps the suite's time sane).
 VARIANTS = {
     "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop",
                             {"handle_exit", "handle_exec", "handle_fork"}),
@@ -42,15 +63,20 @@ VARIANTS = {
                       {"handle_exit_claim", "release_exit_claim", "handle_exec_bounded",
                        "handle_fork"}),
 }
+RUNS = [("core", name) for name in sorted(VARIANTS)] + [("bcc", None)]
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=RUNS,
+                ids=[f"{b}-{v}" if v else b for b, v in RUNS])
 def collector(request: pytest.FixtureRequest) -> Iterator[CollectorProcess]:
-    forced, programs = VARIANTS[request.param]
-    with CollectorProcess("--stats-interval", "0",
-                          env={"PROCESS_COLLECTOR_BPF_VARIANTS": forced}) as c:
-        c.wait_attached()
-        assert loaded_programs(c.proc.pid) == programs
+    backend, variant = request.param
+    env = backend_env(backend)
+    if variant is not None:
+        env["PROCESS_COLLECTOR_BPF_VARIANTS"] = VARIANTS[variant][0]
+    with CollectorProcess("--stats-interval", "0", env=env) as c:
+        c.wait_attached(ATTACH_TIMEOUT_S[backend])
+        if variant is not None:
+            assert loaded_programs(c.proc.pid) == VARIANTS[variant][1]
         yield c
         assert c.stop(signal.SIGINT) == 0, c.stderr
         events = c.events()
@@ -374,9 +400,9 @@ def test_fork_without_exec_and_exec_without_fork(collector: CollectorProcess,
     assert exit_["process"]["exec_id"] == true_image["process"]["exec_id"]
 
 
-def test_compact_format(tmp_path: Path) -> None:
-    with CollectorProcess("--format", "compact") as c:
-        c.wait_attached()
+def test_compact_format(backend: str, tmp_path: Path) -> None:
+    with CollectorProcess("--format", "compact", env=backend_env(backend)) as c:
+        c.wait_attached(ATTACH_TIMEOUT_S[backend])
         child = spawn(["sh", "-c", "exit 3"], cwd=tmp_path)
         child.wait()
         victim = spawn(["sleep", "30"])
@@ -394,9 +420,9 @@ def test_compact_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_burst_of_2000(tmp_path: Path) -> None:
-    with CollectorProcess() as c:
-        c.wait_attached()
+def test_burst_of_2000(backend: str, tmp_path: Path) -> None:
+    with CollectorProcess(env=backend_env(backend)) as c:
+        c.wait_attached(ATTACH_TIMEOUT_S[backend])
         pids = []
         for i in range(2000):
             p = subprocess.Popen(["/bin/true", f"burst-{i}"], stdin=subprocess.DEVNULL,
@@ -418,12 +444,13 @@ def test_burst_of_2000(tmp_path: Path) -> None:
         assert stat_value(line, "dropped", section="stdout") == 0
 
 
-def test_kernel_drops_are_counted(tmp_path: Path) -> None:
+def test_kernel_drops_are_counted(backend: str, tmp_path: Path) -> None:
     """A reader that cannot keep up (stdout not read, a 1-event queue, policy block) makes
     the smallest ring buffer overflow: every lost record is counted, none silently."""
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("[capture]\nring_buffer_bytes = 4096\n[stdout]\nqueue_events = 1\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env.update(backend_env(backend))
     from tests.helpers import COLLECTOR
 
     proc = subprocess.Popen([COLLECTOR, "run", "--config", str(cfg)], stdout=subprocess.PIPE,

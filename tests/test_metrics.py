@@ -232,3 +232,20 @@ def test_metrics_address_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == (f"collector: config key metrics.address: cannot listen on {addr}: "
                                 "Address already in use; choose another HOST:PORT"), r.stderr
+
+
+@pytest.mark.parametrize(("flag", "runs"), [("bcc", "bcc"), ("auto", "core")])
+def test_build_info_names_the_backend_that_runs(flag: str, runs: str) -> None:
+    """collector_build_info{backend} is the backend chosen at attach (auto: CO-RE here,
+    where it loads), not the configured name."""
+    from tests.support.bcc_headers import kernel_source
+
+    with CollectorProcess("--backend", flag, "--no-procfs-events",
+                          "--metrics-address", "127.0.0.1:0",
+                          env={"BCC_KERNEL_SOURCE": str(kernel_source())}) as c:
+        c.wait_attached(600.0)  # bcc compiles at start (tests/test_capture.py ATTACH_TIMEOUT_S)
+        assert any(f"backend {runs};" in line for line in c.stderr_lines), c.stderr
+        samples = scrape(base_url(c))
+        info = [dict(k[1]) for k in samples if k[0] == "collector_build_info"]
+        assert info == [{"version": "0.1.0", "backend": runs}]
+        assert c.stop() == 0

@@ -26,8 +26,7 @@ from collector.filter import build_stage
 from collector.pipeline.reader import Reader
 from collector.pipeline.stats import Snapshot, render, snapshot
 from collector.pipeline.worker import SinkWorker
-from collector.probe import Probe
-from collector.probe.core import CoreProbe
+from collector.probe import Probe, select
 from collector.probe.privileges import missing_scan_privileges
 
 log = logging.getLogger("collector")
@@ -40,12 +39,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
 
 
 def build_probe(cfg: Config) -> Probe:
-    return CoreProbe(
-        args_max=cfg["capture.args_max_bytes"],
-        ring_buffer_bytes=cfg["capture.ring_buffer_bytes"],
-        wakeup_bytes=cfg["capture.wakeup_bytes"],
-        ignore_self=cfg["capture.ignore_self"],
-    )
+    return select.build(cfg["capture.backend"], cfg.section("capture"))
 
 
 class Collector:
@@ -131,7 +125,7 @@ class Collector:
             from collector.metrics import MetricsServer
 
             metrics = MetricsServer(self.cfg["metrics.address"], self.snapshot,
-                                    self.cfg.get("capture.backend", "core"))
+                                    lambda: select.backend_of(self.probe))
             metrics.start()  # before the sinks open: /healthz says what start-up waits for
         try:
             return self._run()
@@ -155,7 +149,8 @@ class Collector:
         if scan_problem:
             print(f"collector: warning: {scan_problem}", file=sys.stderr, flush=True)
         log.info("attached in %.3fs", attached - started)
-        print(f"collector: attached in {attached - started:.3f}s; node {self.cfg['node']}; sinks "
+        print(f"collector: attached in {attached - started:.3f}s; backend "
+              f"{select.backend_of(self.probe)}; node {self.cfg['node']}; sinks "
               f"{','.join(s.name for s in self.sinks)}", file=sys.stderr, flush=True)
         self.reader.start()
         duration = self.cfg["duration"]

@@ -20,15 +20,11 @@ from collector.config import BY_KEY
 from collector.errors import PrivilegeError, ProbeError
 from collector.probe import features, libbpf, rodata
 from collector.probe.features import Variants
-from collector.probe.layout import ARGS_MAX_LIMIT, DropReason
+from collector.probe.layout import ARGS_MAX_LIMIT, EXIT_CLAIMS_MAX, DropReason
 from collector.probe.privileges import missing_privileges
 from collector.probe.verifier_log import decisive
 
 log = logging.getLogger(__name__)
-
-# Claims of thread groups that are dead but not yet reaped (handle_exit_claim);
-# a full map is not a lost exit but a counted DROP_EXIT_CLAIM.
-EXIT_CLAIMS_MAX = 16384
 
 # Runs the kernel skipped (fdinfo `recursion_misses`, 5.12+): a program preempted
 # on a CPU where its tracepoint fires again is not run a second time (seen on 7.3

@@ -26,6 +26,10 @@ class RecordLimits(IntEnum):
 ARGS_CAP = int(RecordLimits.ARGS_CAP)
 # The largest argv capture a user may ask for (capture.args_max_bytes).
 ARGS_MAX_LIMIT = ARGS_CAP - 1
+# Exit claims held at once by thread groups that are dead but not yet reaped (both
+# backends' claim maps, kernels without group_dead); a full map is not a lost exit
+# but a counted DROP_EXIT_CLAIM.
+EXIT_CLAIMS_MAX = 16384
 
 
 class EventKind(IntEnum):

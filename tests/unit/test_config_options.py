@@ -58,6 +58,16 @@ def test_precedence_flag_over_environment_over_file(tmp_path: Path) -> None:
     assert resolve(environ={"COLLECTOR_FORMAT": "compact"})["stdout.format"] == "compact"
 
 
+def test_capture_backend_is_core_bcc_or_auto() -> None:
+    assert resolve(environ={})["capture.backend"] == "core"
+    for name in ("core", "bcc", "auto"):
+        assert resolve(environ={"COLLECTOR_BACKEND": name})["capture.backend"] == name
+    assert resolve(environ={"COLLECTOR_CAPTURE_BACKEND": "bcc"})["capture.backend"] == "bcc"
+    with pytest.raises(UsageError, match=re.escape("config key capture.backend: 'ebpf' is not "
+                                                   "valid; expected one of core, bcc, auto")):
+        resolve(environ={"COLLECTOR_BACKEND": "ebpf"})
+
+
 def test_values_are_checked_by_their_option() -> None:
     with pytest.raises(UsageError, match=re.escape("config key file.max_bytes: 'lots' is not valid")):
         resolve(environ={}, flags={"file.max_bytes": "lots"})

@@ -83,7 +83,7 @@ def test_failed_open_is_retrying_until_it_opens() -> None:
 
 
 def families(snap: Snapshot) -> dict[str, Any]:
-    return {f.name: f for f in StatsCollector(lambda: snap, "core").collect()}
+    return {f.name: f for f in StatsCollector(lambda: snap, lambda: "core").collect()}
 
 
 def test_collector_turns_one_snapshot_into_the_contract_names() -> None:
@@ -127,7 +127,7 @@ def test_server_serves_metrics_and_healthz_from_the_snapshot_source() -> None:
         sink = SinkStats("stdout", queued=1, written=1, failed=state["failed"])
         return snapshot(ReaderStats(execs=1), [sink], {"cache": 1}, state["probe"])
 
-    server = MetricsServer("127.0.0.1:0", source, "core")
+    server = MetricsServer("127.0.0.1:0", source, lambda: "core")
     server.start()
     try:
         with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
