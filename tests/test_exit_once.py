@@ -14,7 +14,6 @@ group exits had two, and both claim cases of this test failed.
 from __future__ import annotations
 
 import ctypes
-import os
 import subprocess
 import time
 from collections.abc import Iterator
