@@ -66,7 +66,9 @@ def test_installed_collector_checks_and_captures(venv_bin: Path, tmp_path: Path)
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
     lines = check.stdout.splitlines()
-    assert lines and all(line.startswith("ok") for line in lines), check.stdout
+    # "-- ": a problem of the backend not selected (bcc is not linked into this fresh venv)
+    assert lines and all(line.startswith(("ok ", "-- ")) for line in lines), check.stdout
+    assert any(line.startswith("ok  probes: loaded") for line in lines), check.stdout
     obj_line = next(line for line in lines if "BPF object:" in line)
     assert str(venv_bin.parent) in obj_line and "/src/" not in obj_line, obj_line
     assert any("probes: loaded and attached" in line for line in lines), check.stdout
