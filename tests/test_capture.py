@@ -36,11 +36,22 @@ PYTHON = os.path.realpath(sys.executable)
 # The programs this kernel gets, and the ones older kernels get (forced
 # through the loader's knob): every capture test below runs against both.
 VARIANTS = {
-    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop",
+    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop,runs=single",
                             {"handle_exit", "handle_exec", "handle_fork"}),
-    "claim+bounded": ("exit=claim,paths=bounded",
+    "claim+bounded": ("exit=claim,paths=bounded,runs=single",
                       {"handle_exit_claim", "release_exit_claim", "handle_exec_bounded",
                        "handle_fork"}),
+    # runs=copies (7.x with preemptible tracepoints): 3 copies and a checker per
+    # tracepoint; the tests' exactly-once checks are the copies' dedup check
+    "group_dead+bpf_loop+copies": (
+        "exit=group_dead,paths=bpf_loop,runs=copies",
+        {f"{n}_c{i}" for n in ("handle_exit", "handle_exec", "handle_fork") for i in range(3)}
+        | {"check_exit", "check_exec", "check_fork"}),
+    "claim+bounded+copies": (
+        "exit=claim,paths=bounded,runs=copies",
+        {f"{n}_c{i}" for n in ("handle_exit_claim", "handle_exec_bounded", "handle_fork")
+         for i in range(3)}
+        | {"release_exit_claim", "check_exit_claim", "check_exec", "check_fork"}),
 }
 
 

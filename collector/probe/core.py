@@ -36,7 +36,12 @@ EXIT_CLAIMS_MAX = 16384
 # counted here as kernel drops, by the kind of event the program would have sent.
 MISSED_KIND = {"handle_exec": "exec_missed", "handle_exec_bounded": "exec_missed",
                "handle_exit": "exit_missed", "handle_exit_claim": "exit_missed",
-               "release_exit_claim": "claim_release_missed", "handle_fork": "fork_missed"}
+               "release_exit_claim": "claim_release_missed", "handle_fork": "fork_missed",
+               # runs=copies: a skipped copy is normal (the next copy handles the event) and
+               # the checker counts real losses in the drops map; only the checker's own
+               # skipped runs are unaccounted, so they count here
+               "check_exec": "exec_missed", "check_exit": "exit_missed",
+               "check_exit_claim": "exit_missed", "check_fork": "fork_missed"}
 
 
 def object_path() -> Path:
@@ -125,7 +130,11 @@ class CoreProbe:
             raise ProbeError(f"the BPF object {self.obj_path} has no program "
                              f"{', '.join(sorted(wanted - found))}: rebuild it with `make setup`")
         self._ncpu = libbpf.possible_cpus()
-        self._size("exec_scratch", self._ncpu)
+        self._size("exec_scratch", self._ncpu * features.COPIES)
+        # task-local storage only exists from 5.11: not created unless the copies use it
+        libbpf.check_rc(lib.bpf_map__set_autocreate(self._map("task_seen"),
+                                                    variants.runs == "copies"),
+                        "choosing map task_seen")
         self._size("events", self.ring_buffer_bytes,
                    f"sizing the ring buffer to {self.ring_buffer_bytes} bytes (a power of two pages)")
         self._size("exit_claims", self.exit_claims_max if variants.exit == "claim" else 1)
@@ -201,9 +210,10 @@ class CoreProbe:
             rc = libbpf.lib().bpf_map_lookup_elem(self._drops_fd, ctypes.byref(key), values)
             out[reason.name.lower()] = sum(values) if rc == 0 else 0
         for kind in sorted(set(MISSED_KIND.values())):
-            out[kind] = 0
+            out.setdefault(kind, 0)
         for name, fd in self._prog_fds.items():
-            out[MISSED_KIND[name]] += _recursion_misses(fd)
+            if name in MISSED_KIND:  # not the copies: a skipped copy is no loss
+                out[MISSED_KIND[name]] += _recursion_misses(fd)
         return out
 
     def close(self) -> None:
