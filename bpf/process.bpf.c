@@ -14,6 +14,8 @@
  *         handle_exec_bounded (a bounded loop the 5.10 verifier accepts);
  *   exit: handle_exit (the tracepoint's group_dead argument, recent kernels)
  *         or handle_exit_claim + release_exit_claim (older kernels).
+ *   runs: single (one program per tracepoint) or copies (COPIES programs
+ *         per tracepoint and a checker, see "Copies" below).
  * A program that is not loaded is never verified, so a construct an old
  * verifier refuses may live in the program it does not load.
  */
@@ -27,6 +29,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define SIGNAL_GROUP_EXIT 0x00000004
 #define EEXIST 17
+/* programs per tracepoint in the copies variant (the checker comes on top) */
+#define COPIES 3
 
 /* struct mount embeds the struct vfsmount that paths point to */
 #define real_mount(vfsmnt) \
@@ -51,7 +55,10 @@ struct {
 /*
  * Scratch space for building an exec record: too big for the stack and for
  * a per-CPU map value, so one slot per CPU, sized by user space before load.
- * Tracepoints run with preemption off, so a CPU's slot has one writer.
+ * Slot cpu * COPIES + copy: on kernels where tracepoints run preemptible
+ * (migration off) a preempted program still owns its slot, and only a
+ * different copy can run on that CPU meanwhile (the kernel skips a program
+ * that is already running there), so each (CPU, copy) slot has one writer.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -134,9 +141,10 @@ struct path_walk {
 	__u32 done;
 };
 
+/* one walk per copy (see exec_scratch): key = copy */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, COPIES);
 	__type(key, __u32);
 	__type(value, struct path_walk);
 } path_walks SEC(".maps");
@@ -194,11 +202,15 @@ static __always_inline long path_step_body(struct path_walk *w, struct exec_even
 }
 
 /* The bpf_loop callback (5.17+): the state lives in maps, looked up per step. */
-static long path_step(__u32 i, void *ctx)
+struct walk_keys {
+	__u32 walk;     /* copy: key of path_walks */
+	__u32 slot;     /* key of exec_scratch */
+};
+
+static long path_step(__u32 i, struct walk_keys *k)
 {
-	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
-	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &zero);
-	struct exec_event *e = bpf_map_lookup_elem(&exec_scratch, &cpu);
+	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &k->walk);
+	struct exec_event *e = bpf_map_lookup_elem(&exec_scratch, &k->slot);
 
 	if (!w || !e)
 		return 1;
@@ -216,10 +228,12 @@ static long path_step(__u32 i, void *ctx)
  * bytes and flags: the step is the same code.
  */
 static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct dentry *dentry,
-					struct vfsmount *vfsmnt, bool *truncated, bool bounded)
+					struct vfsmount *vfsmnt, bool *truncated, bool bounded,
+					__u32 copy, __u32 slot)
 {
-	__u32 zero = 0, i;
-	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &zero);
+	struct walk_keys k = { .walk = copy, .slot = slot };
+	__u32 i;
+	struct path_walk *w = bpf_map_lookup_elem(&path_walks, &k.walk);
 
 	*truncated = true;
 	if (!w)
@@ -239,14 +253,14 @@ static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct 
 			if (path_step_body(w, e))
 				break;
 	} else {
-		bpf_loop(PATH_DEPTH_MAX, path_step, NULL, 0);
+		bpf_loop(PATH_DEPTH_MAX, path_step, &k, 0);
 	}
 	*truncated = !w->done;
 	return w->off;
 }
 
 static __always_inline int record_exec(struct task_struct *task, struct linux_binprm *bprm,
-				       bool bounded)
+				       bool bounded, __u32 copy)
 {
 	struct exec_event *e;
 	const struct cred *cred;
@@ -259,6 +273,7 @@ static __always_inline int record_exec(struct task_struct *task, struct linux_bi
 
 	if (is_ignored(BPF_CORE_READ(task, tgid)))
 		return 0;
+	cpu = cpu * COPIES + copy;
 	e = bpf_map_lookup_elem(&exec_scratch, &cpu);
 	if (!e)
 		return 0;
@@ -280,7 +295,7 @@ static __always_inline int record_exec(struct task_struct *task, struct linux_bi
 	/* binary: the file being executed (after #! resolution) */
 	file = BPF_CORE_READ(bprm, file);
 	off = write_path(e, 0, BPF_CORE_READ(file, f_path.dentry),
-			 BPF_CORE_READ(file, f_path.mnt), &trunc, bounded);
+			 BPF_CORE_READ(file, f_path.mnt), &trunc, bounded, copy, cpu);
 	if (trunc)
 		e->flags |= EXEC_BINARY_TRUNCATED;
 	e->binary_len = off;
@@ -288,7 +303,7 @@ static __always_inline int record_exec(struct task_struct *task, struct linux_bi
 	/* cwd */
 	fs = BPF_CORE_READ(task, fs);
 	off = write_path(e, off, BPF_CORE_READ(fs, pwd.dentry),
-			 BPF_CORE_READ(fs, pwd.mnt), &trunc, bounded);
+			 BPF_CORE_READ(fs, pwd.mnt), &trunc, bounded, copy, cpu);
 	if (trunc)
 		e->flags |= EXEC_CWD_TRUNCATED;
 	e->cwd_len = off - e->binary_len;
@@ -331,14 +346,14 @@ static __always_inline int record_exec(struct task_struct *task, struct linux_bi
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return record_exec(task, bprm, false);
+	return record_exec(task, bprm, false, 0);
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec_bounded, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
-	return record_exec(task, bprm, true);
+	return record_exec(task, bprm, true, 0);
 }
 
 /* Send the exit record of task's thread group (the caller decided it is the one). */
@@ -409,8 +424,7 @@ int BPF_PROG(handle_exit, struct task_struct *task, bool group_dead)
  * still reported, rather than lost, and counted as DROP_EXIT_CLAIM: a
  * second witness of that group may then report it too.
  */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(handle_exit_claim, struct task_struct *task)
+static __always_inline int exit_claim_body(struct task_struct *task)
 {
 	struct exit_claim key = {};
 	__u8 one = 1;
@@ -434,6 +448,12 @@ int BPF_PROG(handle_exit_claim, struct task_struct *task)
 	return record_exit(task);
 }
 
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit_claim, struct task_struct *task)
+{
+	return exit_claim_body(task);
+}
+
 /*
  * The group leader's task is being freed: its group's claim can go. Only a
  * real leader (group_leader == itself): the old leader that de_thread
@@ -452,8 +472,7 @@ int BPF_PROG(release_exit_claim, struct task_struct *task)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+static __always_inline int fork_body(struct task_struct *parent, struct task_struct *child)
 {
 	struct fork_event *e;
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
@@ -477,6 +496,197 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
 	fill_task_ids(&e->task, child);
 	bpf_ringbuf_submit(e, wakeup_flag());
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	return fork_body(parent, child);
+}
+
+/*
+ * Copies (the `runs=copies` variant).
+ *
+ * Where tracepoints run preemptible (Linux 7.x with full or lazy preemption:
+ * tracepoint callbacks run with migration, not preemption, disabled), a
+ * program preempted mid-run still holds its per-CPU recursion guard
+ * (prog->active), and the kernel SKIPS every other run of that program on
+ * that CPU until it finishes, counting it only in recursion_misses: the
+ * event of the other task is lost. So each tracepoint gets COPIES programs
+ * with one body; a copy the kernel skips leaves the event to the next one.
+ * A copy that does run and finds the event already handled returns.
+ *
+ * Dedup is per task, in task-local storage: the copies attached to one
+ * tracepoint run one after another in the context of the task that fired
+ * it (preemption pauses that sequence, it never reorders it, and no other
+ * task fires a tracepoint for this task), so the first copy that runs sees
+ * the event unhandled and marks it; the later ones see the mark. No atomics.
+ *   exec: self_exec_id grows by one at every exec, before the tracepoint;
+ *         the storage holds the last one reported.
+ *   exit: a task exits once; a flag, set by the first copy that runs, which
+ *         then makes the group_dead / claim decision exactly as before.
+ *   fork: a flag on the child, which forks into being once.
+ * The last program of each tracepoint, the checker, only counts
+ * DROP_*_MISSED when no copy handled the event: those counters are losses,
+ * not skipped copies (a skipped copy is normal here). The checker is tiny,
+ * so it is rarely preempted; its own skipped runs are counted by user space
+ * from its recursion_misses, as the single programs' are.
+ *
+ * When the storage cannot be created (out of memory), copy 0 reports
+ * anyway (rather than lose the event) and the others stay silent.
+ */
+struct task_seen {
+	__u64 exec_id;     /* self_exec_id of the last exec reported */
+	__u8 exit_seen;
+	__u8 fork_seen;
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_seen);
+} task_seen SEC(".maps");
+
+static __always_inline struct task_seen *seen_of(struct task_struct *task, __u64 flags)
+{
+	return bpf_task_storage_get(&task_seen, task, 0, flags);
+}
+
+static __always_inline int exec_copy(struct task_struct *task, struct linux_binprm *bprm,
+				     bool bounded, __u32 copy)
+{
+	struct task_seen *s = seen_of(task, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 id = BPF_CORE_READ(task, self_exec_id);
+
+	if (!s) {
+		if (copy != 0)
+			return 0;
+		return record_exec(task, bprm, bounded, copy);
+	}
+	if (s->exec_id == id)
+		return 0;
+	s->exec_id = id;
+	return record_exec(task, bprm, bounded, copy);
+}
+
+/* First copy to run for this task: true (and marked); the others: false. */
+static __always_inline bool first_copy(struct task_struct *task, bool exit, __u32 copy)
+{
+	struct task_seen *s = seen_of(task, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!s)
+		return copy == 0;
+	if (exit) {
+		if (s->exit_seen)
+			return false;
+		s->exit_seen = 1;
+	} else {
+		if (s->fork_seen)
+			return false;
+		s->fork_seen = 1;
+	}
+	return true;
+}
+
+#define EXEC_COPY(name, bounded, copy)						\
+SEC("tp_btf/sched_process_exec")						\
+int BPF_PROG(name, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm) \
+{										\
+	return exec_copy(task, bprm, bounded, copy);				\
+}
+EXEC_COPY(handle_exec_c0, false, 0)
+EXEC_COPY(handle_exec_c1, false, 1)
+EXEC_COPY(handle_exec_c2, false, 2)
+EXEC_COPY(handle_exec_bounded_c0, true, 0)
+EXEC_COPY(handle_exec_bounded_c1, true, 1)
+EXEC_COPY(handle_exec_bounded_c2, true, 2)
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(check_exec, struct task_struct *task)
+{
+	struct task_seen *s = seen_of(task, 0);
+
+	if (is_ignored(BPF_CORE_READ(task, tgid)))
+		return 0;
+	if (!s || s->exec_id != BPF_CORE_READ(task, self_exec_id))
+		count_drop(DROP_EXEC_MISSED);
+	return 0;
+}
+
+#define EXIT_COPY(copy)								\
+SEC("tp_btf/sched_process_exit")						\
+int BPF_PROG(handle_exit_c##copy, struct task_struct *task, bool group_dead)	\
+{										\
+	if (!first_copy(task, true, copy) || !group_dead)			\
+		return 0;							\
+	return record_exit(task);						\
+}
+EXIT_COPY(0)
+EXIT_COPY(1)
+EXIT_COPY(2)
+
+#define EXIT_CLAIM_COPY(copy)							\
+SEC("tp_btf/sched_process_exit")						\
+int BPF_PROG(handle_exit_claim_c##copy, struct task_struct *task)		\
+{										\
+	if (!first_copy(task, true, copy))					\
+		return 0;							\
+	return exit_claim_body(task);						\
+}
+EXIT_CLAIM_COPY(0)
+EXIT_CLAIM_COPY(1)
+EXIT_CLAIM_COPY(2)
+
+static __always_inline void check_exit_seen(struct task_struct *task)
+{
+	struct task_seen *s = seen_of(task, 0);
+
+	if (!s || !s->exit_seen)
+		count_drop(DROP_EXIT_MISSED);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(check_exit, struct task_struct *task, bool group_dead)
+{
+	if (group_dead)
+		check_exit_seen(task);
+	return 0;
+}
+
+/* A dead group's witness (live == 0) none of whose copies ran; another witness may report it. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(check_exit_claim, struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		check_exit_seen(task);
+	return 0;
+}
+
+#define FORK_COPY(copy)								\
+SEC("tp_btf/sched_process_fork")						\
+int BPF_PROG(handle_fork_c##copy, struct task_struct *parent, struct task_struct *child) \
+{										\
+	if (!first_copy(child, false, copy))					\
+		return 0;							\
+	return fork_body(parent, child);					\
+}
+FORK_COPY(0)
+FORK_COPY(1)
+FORK_COPY(2)
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(check_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct task_seen *s;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;
+	s = seen_of(child, 0);
+	if (!s || !s->fork_seen)
+		count_drop(DROP_FORK_MISSED);
 	return 0;
 }
 

@@ -54,7 +54,15 @@ enum drop_reason {
 	 * Another thread of that group may report the same exit again.
 	 */
 	DROP_EXIT_CLAIM = 3,
-	DROP_REASONS = 4,
+	/*
+	 * Events no copy of a program handled (the copies variant, see
+	 * bpf/process.bpf.c: every copy was skipped by the kernel's recursion
+	 * guard), counted by the tracepoint's last program, the checker.
+	 */
+	DROP_EXEC_MISSED = 4,
+	DROP_EXIT_MISSED = 5,
+	DROP_FORK_MISSED = 6,
+	DROP_REASONS = 7,
 };
 
 struct event_header {

@@ -78,10 +78,13 @@ def kernel_checks() -> Iterator[tuple[bool, str]]:
         return
     why = {"group_dead": "the exit tracepoint passes group_dead",
            "claim": "no group_dead: one claim per thread group",
-           "bpf_loop": "bpf_loop available", "bounded": "no bpf_loop: bounded loops"}
+           "bpf_loop": "bpf_loop available", "bounded": "no bpf_loop: bounded loops",
+           "copies": "task storage: copies survive skipped runs",
+           "single": "no task storage: one program per tracepoint"}
     forced = features.forced_variants()
     notes = [f"{k}={v} ({'forced by ' + features.VARIANTS_ENV if k in forced else why[v]})"
-             for k, v in (("exit", variants.exit), ("paths", variants.paths))]
+             for k, v in (("exit", variants.exit), ("paths", variants.paths),
+                          ("runs", variants.runs))]
     yield True, f"variants: {'; '.join(notes)}; programs {', '.join(variants.programs())}"
 
 

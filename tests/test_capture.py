@@ -57,11 +57,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 # the CO-RE backend, and once with bcc (its own exit/claim builds are covered
 # by tests/test_probe_bcc*.py; one bcc run keeps the suite's time sane).
 VARIANTS = {
-    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop",
+    "group_dead+bpf_loop": ("exit=group_dead,paths=bpf_loop,runs=single",
                             {"handle_exit", "handle_exec", "handle_fork"}),
-    "claim+bounded": ("exit=claim,paths=bounded",
+    "claim+bounded": ("exit=claim,paths=bounded,runs=single",
                       {"handle_exit_claim", "release_exit_claim", "handle_exec_bounded",
                        "handle_fork"}),
+    # runs=copies (7.x with preemptible tracepoints): 3 copies and a checker per
+    # tracepoint; the tests' exactly-once checks are the copies' dedup check
+    "group_dead+bpf_loop+copies": (
+        "exit=group_dead,paths=bpf_loop,runs=copies",
+        {f"{n}_c{i}" for n in ("handle_exit", "handle_exec", "handle_fork") for i in range(3)}
+        | {"check_exit", "check_exec", "check_fork"}),
+    "claim+bounded+copies": (
+        "exit=claim,paths=bounded,runs=copies",
+        {f"{n}_c{i}" for n in ("handle_exit_claim", "handle_exec_bounded", "handle_fork")
+         for i in range(3)}
+        | {"release_exit_claim", "check_exit_claim", "check_exec", "check_fork"}),
 }
 RUNS = [("core", name) for name in sorted(VARIANTS)] + [("bcc", None)]
 

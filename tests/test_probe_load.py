@@ -61,15 +61,15 @@ def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_this_kernel_gets_group_dead_and_bpf_loop() -> None:
     kernel = features.detect()
     assert kernel.problems() == []
-    assert kernel.exit_group_dead and kernel.bpf_loop and kernel.ringbuf
-    assert str(kernel.choose({})) == "exit=group_dead paths=bpf_loop"
+    assert kernel.exit_group_dead and kernel.bpf_loop and kernel.ringbuf and kernel.task_storage
+    assert str(kernel.choose({})) == "exit=group_dead paths=bpf_loop runs=copies"
 
 
 def test_a_5_10_exit_tracepoint_gets_the_claim_program(tmp_path: Path) -> None:
     old = features.detect(fake_kernel_btf(tmp_path, "exec", "exit_5_10", "fork"))
     assert old.problems() == []
     assert not old.exit_group_dead
-    assert old.choose({}).programs() == ("handle_exit_claim", "release_exit_claim",
+    assert old.choose({"runs": "single"}).programs() == ("handle_exit_claim", "release_exit_claim",
                                          "handle_exec", "handle_fork")
     new = features.detect(fake_kernel_btf(tmp_path, "exec", "exit_new", "fork"))
     assert new.exit_group_dead
@@ -102,9 +102,11 @@ def test_check_says_which_programs_it_would_load() -> None:
     auto = check({})
     assert auto.returncode == 0, auto.stdout + auto.stderr
     assert ("ok  variants: exit=group_dead (the exit tracepoint passes group_dead); "
-            "paths=bpf_loop (bpf_loop available); programs handle_exit, handle_exec, "
-            "handle_fork") in auto.stdout.splitlines()
-    forced = check({features.VARIANTS_ENV: "exit=claim,paths=bounded"})
+            "paths=bpf_loop (bpf_loop available); runs=copies (task storage: copies survive "
+            "skipped runs); programs handle_exit_c0, handle_exit_c1, handle_exit_c2, check_exit, "
+            "handle_exec_c0, handle_exec_c1, handle_exec_c2, check_exec, handle_fork_c0, "
+            "handle_fork_c1, handle_fork_c2, check_fork") in auto.stdout.splitlines()
+    forced = check({features.VARIANTS_ENV: "exit=claim,paths=bounded,runs=single"})
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert ("ok  probes: loaded and attached (handle_exit_claim, release_exit_claim, "
             "handle_exec_bounded, handle_fork)") in forced.stdout.splitlines()
@@ -126,7 +128,7 @@ REFUSAL = "handle_fork: R1 unbounded memory access, make sure to bounds check an
 
 
 def test_a_refusal_names_the_program_and_the_verifiers_reason(broken_object: Path) -> None:
-    probe = CoreProbe(obj_path=broken_object)
+    probe = CoreProbe(obj_path=broken_object, variants={"runs": "single"})  # its handle_fork
     with pytest.raises(ProbeError) as err:
         probe.start()
     message = str(err.value)
@@ -145,6 +147,7 @@ RUN_WITH_OBJECT = (
 
 def test_run_prints_one_line_and_the_full_log_with_debug(broken_object: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+    env[features.VARIANTS_ENV] = "runs=single"  # the broken object's handle_fork
     plain = subprocess.run([sys.executable, "-c", RUN_WITH_OBJECT, str(broken_object)],
                            env=env, capture_output=True, text=True, timeout=60, check=False)
     assert plain.returncode == 3
@@ -282,6 +285,8 @@ def test_object_carries_every_variant() -> None:
     finally:
         lib.bpf_object__close(obj)
     every = {p for progs in features.PROGRAMS.values() for p in progs} | set(features.ALWAYS)
+    every |= {f"{p}_c{i}" for p in features.CHECKERS for i in range(features.COPIES)}
+    every |= set(features.CHECKERS.values())
     assert set(names) == every
 
 

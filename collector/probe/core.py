@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 MISSED_KIND = {"handle_exec": "exec_missed", "handle_exec_bounded": "exec_missed",
                "handle_exit": "exit_missed", "handle_exit_claim": "exit_missed",
                "release_exit_claim": "claim_release_missed", "handle_fork": "fork_missed"}
+# runs=copies: a skipped copy is normal (the next copy handles the event) and the
+# checker counts real losses (no copy ran) in the drops map as exec_missed etc. A
+# skipped run of the checker itself is an event not verified, not a lost one (the
+# copies before it ran), so it is not a drop; it would hide a loss only if all the
+# copies and the checker of one event were skipped together.
 
 
 def object_path() -> Path:
@@ -121,7 +126,11 @@ class CoreProbe:
             raise ProbeError(f"the BPF object {self.obj_path} has no program "
                              f"{', '.join(sorted(wanted - found))}: rebuild it with `make setup`")
         self._ncpu = libbpf.possible_cpus()
-        self._size("exec_scratch", self._ncpu)
+        self._size("exec_scratch", self._ncpu * features.COPIES)
+        # task-local storage only exists from 5.11: not created unless the copies use it
+        libbpf.check_rc(lib.bpf_map__set_autocreate(self._map("task_seen"),
+                                                    variants.runs == "copies"),
+                        "choosing map task_seen")
         self._size("events", self.ring_buffer_bytes,
                    f"sizing the ring buffer to {self.ring_buffer_bytes} bytes (a power of two pages)")
         self._size("exit_claims", self.exit_claims_max if variants.exit == "claim" else 1)
@@ -197,9 +206,10 @@ class CoreProbe:
             rc = libbpf.lib().bpf_map_lookup_elem(self._drops_fd, ctypes.byref(key), values)
             out[reason.name.lower()] = sum(values) if rc == 0 else 0
         for kind in sorted(set(MISSED_KIND.values())):
-            out[kind] = 0
+            out.setdefault(kind, 0)
         for name, fd in self._prog_fds.items():
-            out[MISSED_KIND[name]] += _recursion_misses(fd)
+            if name in MISSED_KIND:  # not the copies: a skipped copy is no loss
+                out[MISSED_KIND[name]] += _recursion_misses(fd)
         return out
 
     def close(self) -> None:

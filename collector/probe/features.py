@@ -11,6 +11,19 @@ load, from the kernel's own BTF and from feature probes:
                        thread group by an atomic claim (bpf/process.bpf.c)
     paths  bpf_loop    handle_exec: paths walked with bpf_loop (5.17+)
            bounded     handle_exec_bounded: a bounded loop that 5.10 accepts
+    runs   single      one program per tracepoint
+           copies      COPIES copies of each (`<name>_c<i>`) and a checker
+                       (check_exec, check_exit[_claim], check_fork), deduped
+                       per task in task-local storage: where tracepoints run
+                       preemptible (7.x, full/lazy preemption) the kernel skips
+                       a program already running on the CPU, and a skipped copy
+                       leaves the event to the next (bpf/process.bpf.c)
+
+`copies` is chosen wherever the kernel has task-local storage (a
+BPF_MAP_TYPE_TASK_STORAGE map and tracing programs' access to it came in the
+same release, 5.11): that is cheaper and surer than guessing the preemption
+model, which Debian kernels pick at boot (PREEMPT_DYNAMIC). The extra cost is
+one task-storage lookup per extra copy and event.
 
 PROCESS_COLLECTOR_BPF_VARIANTS (e.g. `exit=claim,paths=bounded`) forces a
 choice, for tests and for working around a wrong guess; PROCESS_COLLECTOR_BTF
@@ -34,7 +47,12 @@ VARIANTS_ENV = "PROCESS_COLLECTOR_BPF_VARIANTS"
 BTF_ENV = "PROCESS_COLLECTOR_BTF"
 
 TRACEPOINTS = ("sched_process_exec", "sched_process_exit", "sched_process_fork")
-CHOICES = {"exit": ("group_dead", "claim"), "paths": ("bpf_loop", "bounded")}
+CHOICES = {"exit": ("group_dead", "claim"), "paths": ("bpf_loop", "bounded"),
+           "runs": ("single", "copies")}
+COPIES = 3  # bpf/process.bpf.c's COPIES
+CHECKERS = {"handle_exec": "check_exec", "handle_exec_bounded": "check_exec",
+            "handle_exit": "check_exit", "handle_exit_claim": "check_exit_claim",
+            "handle_fork": "check_fork"}
 PROGRAMS = {
     ("exit", "group_dead"): ("handle_exit",),
     ("exit", "claim"): ("handle_exit_claim", "release_exit_claim"),
@@ -45,6 +63,7 @@ ALWAYS = ("handle_fork",)
 
 # uapi/linux/bpf.h numbers
 _BPF_MAP_TYPE_RINGBUF = 27
+_BPF_MAP_TYPE_TASK_STORAGE = 29
 _BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 _BPF_FUNC_LOOP = 181
 
@@ -60,12 +79,23 @@ class Variants:
 
     exit: str
     paths: str
+    runs: str = "single"
 
     def programs(self) -> tuple[str, ...]:
-        return (*PROGRAMS["exit", self.exit], *PROGRAMS["paths", self.paths], *ALWAYS)
+        """In attach order, which is the order a tracepoint runs them: copies, then checker."""
+        single = (*PROGRAMS["exit", self.exit], *PROGRAMS["paths", self.paths], *ALWAYS)
+        if self.runs == "single":
+            return single
+        out: list[str] = []
+        for name in single:
+            if name in CHECKERS:
+                out += [f"{name}_c{i}" for i in range(COPIES)] + [CHECKERS[name]]
+            else:
+                out.append(name)
+        return tuple(out)
 
     def __str__(self) -> str:
-        return f"exit={self.exit} paths={self.paths}"
+        return f"exit={self.exit} paths={self.paths} runs={self.runs}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,7 @@ class KernelFeatures:
     tracepoints: dict[str, bool] = field(default_factory=dict)
     exit_group_dead: bool = False
     bpf_loop: bool = False
+    task_storage: bool = False
 
     def problems(self) -> list[str]:
         if self.btf_error is not None:
@@ -97,7 +128,8 @@ class KernelFeatures:
     def choose(self, forced: Mapping[str, str] | None = None) -> Variants:
         """The programs that fit this kernel, unless `forced` (or the env knob) says otherwise."""
         chosen = {"exit": "group_dead" if self.exit_group_dead else "claim",
-                  "paths": "bpf_loop" if self.bpf_loop else "bounded"}
+                  "paths": "bpf_loop" if self.bpf_loop else "bounded",
+                  "runs": "copies" if self.task_storage else "single"}
         chosen.update(forced if forced is not None else forced_variants())
         return Variants(**chosen)
 
@@ -140,6 +172,9 @@ def detect(path: Path | None = None) -> KernelFeatures:
                 libbpf.lib().libbpf_probe_bpf_helper(_BPF_PROG_TYPE_RAW_TRACEPOINT,
                                                      _BPF_FUNC_LOOP, None),
                 lambda: _enum_has(btf, "bpf_func_id", "BPF_FUNC_loop")),
+            task_storage=_probe(
+                libbpf.lib().libbpf_probe_bpf_map_type(_BPF_MAP_TYPE_TASK_STORAGE, None),
+                lambda: _enum_has(btf, "bpf_map_type", "BPF_MAP_TYPE_TASK_STORAGE")),
         )
 
 

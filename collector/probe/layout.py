@@ -57,6 +57,10 @@ class DropReason(IntEnum):
     FORK = 2
     # not a lost record: an exit sent without a claim (full claim map), may repeat
     EXIT_CLAIM = 3
+    # events no copy handled (runs=copies): counted by the tracepoint's checker
+    EXEC_MISSED = 4
+    EXIT_MISSED = 5
+    FORK_MISSED = 6
 
 
 # Field lists in declaration order: (name, struct format). The Struct

@@ -87,6 +87,7 @@ def lib() -> ctypes.CDLL:
     _sig("bpf_object__btf", vp, vp)
     _sig("bpf_program__name", cp, vp)
     _sig("bpf_program__set_autoload", i, vp, ctypes.c_bool)
+    _sig("bpf_map__set_autocreate", i, vp, ctypes.c_bool)
     _sig("bpf_program__autoload", ctypes.c_bool, vp)
     _sig("bpf_program__fd", i, vp)
     _sig("bpf_program__attach", vp, vp)
