@@ -81,9 +81,11 @@ def filter_config(workdir: Path, prefix: str = PREFIX) -> Path:
 def run_collector(cluster: KafkaCluster, topic: str, workdir: Path, *args: str,
                   env: dict[str, str] | None = None, prefix: str = PREFIX) -> CollectorProcess:
     """`collector run --sink kafka` with every node in --kafka-bootstrap and the
-    default producer settings (idempotent, acks=all), a stats line every second."""
+    default producer settings (idempotent, acks=all), a stats line every second. Values are
+    single-object Avro, which these tests decode with the schema they hold."""
     return CollectorProcess("--config", str(filter_config(workdir, prefix)), "--sink", "kafka",
                             "--kafka-bootstrap", cluster.bootstrap, "--kafka-topic", topic,
+                            "--kafka-format", "avro-single-object",
                             "--no-procfs-events", "--stats-interval", "1", *args,
                             env=env).wait_attached()
 
