@@ -86,19 +86,32 @@ def test_installed_collector_checks_and_captures(venv_bin: Path, tmp_path: Path)
             if b"attached in" in raw:
                 attached.set()
 
+    stdout: list[bytes] = []
+
+    def drain() -> None:  # stdout in its own thread: communicate() would race pump for stderr
+        assert proc.stdout is not None
+        stdout.append(proc.stdout.read())
+
     pump_thread = threading.Thread(target=pump, daemon=True)
+    drain_thread = threading.Thread(target=drain, daemon=True)
     pump_thread.start()
+    drain_thread.start()
     try:
         assert attached.wait(60), b"".join(stderr).decode(errors="replace")
         marker = f"wheel-marker-{uuid.uuid4().hex}"
         child = subprocess.Popen([TRUE, marker], cwd=tmp_path)
         assert child.wait() == 0
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     pump_thread.join(5)
+    drain_thread.join(5)
+    for pipe in (proc.stdout, proc.stderr):
+        assert pipe is not None
+        pipe.close()
+    out = b"".join(stdout)
     assert proc.returncode == 0, b"".join(stderr).decode(errors="replace")
     events = [orjson.loads(line) for line in out.splitlines()]
     mine = [e for e in events if e["process"]["pid"] == child.pid
