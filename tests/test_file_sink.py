@@ -266,6 +266,58 @@ def test_avro_rotation_each_file_readable(tmp_path: Path) -> None:
         assert f.stat().st_size <= 150_000
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "avro"])
+def test_the_path_always_holds_a_whole_file_across_rotations(tmp_path: Path, fmt: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipper following the path (or a crash at any moment) never finds it missing,
+    nor an Avro file without its header: the new file is renamed over the old one."""
+    p = tmp_path / f"events.{fmt}"
+    (tmp_path / f".events.{fmt}.new").write_bytes(b"left by a crash")
+    sink = file_sink(p, format=fmt, avro_codec="null", max_bytes=40_000, retain=100)
+    sink.open()
+    assert not (tmp_path / f".events.{fmt}.new").exists()
+    if fmt == "avro":
+        assert read_avro_both(p) == []  # a valid, empty container from the first moment
+    seen: list[int] = []
+    real_rename = os.rename
+
+    def rename(src: Any, dst: Any) -> None:  # every rename at the path replaces a whole file
+        if Path(dst) == p:
+            assert p.exists()
+            data = Path(src).read_bytes()
+            seen.append(len(data))
+            if fmt == "avro":
+                assert read_avro_both(Path(src)) == []
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    write(sink, EVENTS, batch=25)
+    sink.close()
+    files = rotated(tmp_path)
+    assert len(files) >= 3 and len(seen) == len(files)
+    read = read_avro_both if fmt == "avro" else read_jsonl
+    union = [r for f in [*files, p] for r in read(f)]
+    assert union == (EVENTS if fmt == "avro" else as_json(EVENTS))
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_rotation_without_hard_links_still_loses_nothing(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without link(2) (EPERM): rotation falls back to a rename."""
+    def no_link(src: Any, dst: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    p = tmp_path / "events.avro"
+    sink = file_sink(p, format="avro", avro_codec="null", max_bytes=40_000, retain=100)
+    sink.open()
+    write(sink, EVENTS, batch=25)
+    sink.close()
+    files = rotated(tmp_path)
+    assert len(files) >= 3
+    assert [r for f in [*files, p] for r in read_avro_both(f)] == EVENTS
+
+
 def test_rotation_by_age(tmp_path: Path) -> None:
     now = [1_795_000_000.0]
     p = tmp_path / "events.jsonl"

@@ -14,6 +14,7 @@ entries (a new file, a rename) are synced too, unless `never`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -22,6 +23,17 @@ from pathlib import Path
 from collector.export import TransientSinkError
 
 log = logging.getLogger("collector.sink.file")
+
+
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK)
+
+
+def _unlink_quietly(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
 
 
 class Appender:
@@ -36,25 +48,60 @@ class Appender:
         self._last_sync = 0.0
         self.write_errors = 0
 
-    def create_or_open(self, path: Path | None = None) -> int:
-        """O_APPEND fd of the path; a new file gets `mode` exactly (fchmod: umask-proof)."""
+    def create_or_open(self, path: Path | None = None, initial: bytes = b"") -> int:
+        """O_APPEND fd of the path. A new file appears whole: it is staged beside the
+        path with `initial` (an Avro header) and `mode` exactly (fchmod: umask-proof),
+        then linked into place, so a shipper (or a crash) never finds it half-made."""
         target = self.path if path is None else path
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
         while True:
             try:
-                fd = os.open(target, flags | os.O_CREAT | os.O_EXCL, self.mode)
-            except FileExistsError:
-                try:
-                    return os.open(target, flags)
-                except FileNotFoundError:
-                    continue  # removed between the two calls: create it
+                return os.open(target, _APPEND_FLAGS)
+            except FileNotFoundError:
+                pass
+            staged = self._stage(target, initial)
             try:
-                os.fchmod(fd, self.mode)
-            except OSError:
-                os.close(fd)
-                raise
+                os.link(staged, target)
+            except FileExistsError:
+                continue  # created between the two calls: open that one
+            except OSError as exc:
+                if exc.errno not in NO_HARD_LINKS:
+                    raise
+                os.rename(staged, target)  # a file system without hard links
+            finally:
+                _unlink_quietly(staged)
             self.sync_dir()
-            return fd
+
+    def replace_with(self, initial: bytes) -> None:
+        """Put a new file (holding `initial`) at the path in one rename, for a
+        rotation: the path never disappears under a reader that follows it."""
+        staged = self._stage(self.path, initial)
+        try:
+            os.rename(staged, self.path)
+        except OSError:
+            _unlink_quietly(staged)
+            raise
+        self.sync_dir()
+
+    def _stage(self, target: Path, initial: bytes) -> Path:
+        staged = target.with_name(f".{target.name}.new")
+        _unlink_quietly(staged)  # left by a crash
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.mode)
+        try:
+            os.fchmod(fd, self.mode)
+            try:
+                view = memoryview(initial)
+                while view:
+                    view = view[os.write(fd, view):]
+                if initial and self.fsync != "never":
+                    os.fdatasync(fd)
+            except OSError:  # e.g. ENOSPC: the header goes out with the first batch instead
+                os.ftruncate(fd, 0)
+        except OSError:
+            os.close(fd)
+            _unlink_quietly(staged)
+            raise
+        os.close(fd)
+        return staged
 
     def append(self, fd: int, good: int, data: bytes) -> None:
         """All of data at the end of the file, or the file as it was (`good`

@@ -118,12 +118,22 @@ class Rotation:
 
     def rename(self) -> Path:
         """Move the active file to its rotated name."""
-        self._seq += 1
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
-        target = self.path.with_name(f"{self._stem}.{stamp}-{self._seq:06d}{self._suffix}")
+        target = self._next_name()
         os.rename(self.path, target)
         self.appender.sync_dir()
         return target
+
+    def link_away(self) -> Path:
+        """Give the active file its rotated name too (a hard link); the caller then
+        replaces the path, so there is no moment without a file at it."""
+        target = self._next_name()
+        os.link(self.path, target)
+        return target
+
+    def _next_name(self) -> Path:
+        self._seq += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        return self.path.with_name(f"{self._stem}.{stamp}-{self._seq:06d}{self._suffix}")
 
     def rotated_away(self, moved: Path | None) -> None:
         """A rotation is done: gzip the moved file (if asked), apply retention."""

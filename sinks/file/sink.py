@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from collector import shapes
 from collector.errors import SinkError, UsageError
 from collector.export import Event, Sink, TransientSinkError
-from sinks.file.append import Appender, same_file
+from sinks.file.append import NO_HARD_LINKS, Appender, same_file
 from sinks.file.framing import AVRO_MAGIC, OcfFraming, jsonl_good_end, read_ocf, schema_form
 from sinks.file.options import OPTIONS, codec_usable
 from sinks.file.rotation import Rotation
@@ -240,8 +240,32 @@ class FileSink(Sink):
         }.get(exc.errno or 0, f"{exc.strerror}; check file.path")
         return f"file sink: cannot open {self.path}: {why}"
 
+    def _fresh_start(self) -> bytes:
+        """What a new file starts with: nothing, or the Avro header (the sync marker of
+        the previous file when there was one)."""
+        if self.format == "jsonl":
+            return b""
+        previous = self._ocf.sync if self._ocf is not None else None
+        return OcfFraming(self.codec, previous or os.urandom(16), self.shape.parsed_schema).header
+
+    def _move_active_aside(self) -> Path:
+        """The active file under its rotated name, a new one at the path."""
+        try:
+            moved = self.rotation.link_away()
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            return self.rotation.rename()  # no hard links here: a moment with no file
+        try:
+            self.appender.replace_with(self._fresh_start())
+        except OSError:
+            os.unlink(moved)
+            raise
+        self.appender.sync_dir()
+        return moved
+
     def _open_active(self) -> None:
-        fd = self.appender.create_or_open()
+        fd = self.appender.create_or_open(initial=self._fresh_start())
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise SinkError(f"file sink: {self.path} is not a regular file; file.path must "
@@ -284,9 +308,14 @@ class FileSink(Sink):
                             "rotating it away", self.path)
                 self._cut(fd, size, found.good_end)
                 self.rotation.rename()  # fd stays valid: the caller closes it on failure
-                new = self.appender.create_or_open()
+                new = self.appender.create_or_open(initial=self._fresh_start())
                 os.close(fd)
                 fd = new
+                size = os.fstat(fd).st_size
+                if size:  # the new file's header: its blocks must carry that sync marker
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        fresh = read_ocf(f, size)
+                    sync = fresh.sync if fresh is not None else None
             else:
                 sync = found.sync
                 self._cut(fd, size, found.good_end)
@@ -332,7 +361,7 @@ class FileSink(Sink):
             self.appender.sync_before_leaving(fd)
             moved = None
             if same_file(self.path, fd):
-                moved = self.rotation.rename()
+                moved = self._move_active_aside()
             self._fd = None
             try:
                 self._open_active()
