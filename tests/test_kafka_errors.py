@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -66,13 +68,20 @@ def topic_has(broker: KafkaBroker, topic: str, marker: str) -> bool:
     return True
 
 
-def test_message_over_the_size_limit_is_dropped_and_counted(kafka: KafkaBroker) -> None:
+def test_message_over_the_size_limit_is_dropped_and_counted(kafka: KafkaBroker,
+                                                           tmp_path: Path) -> None:
     topic = new_topic("sized")
     kafka.create_topic(topic, config={"max.message.bytes": 16384})
     # ~32 KB of incompressible argv: over the topic's limit even after lz4
     huge = base64.b64encode(os.urandom(24000)).decode()
-    small, big, later = Burst(), Burst(), Burst()
-    with run_kafka(kafka, topic, "--args-max", "32767", env=NO_SCAN) as col:
+    run = uuid.uuid4().hex[:10]
+    small, big, later = Burst(f"{run}-small"), Burst(f"{run}-big"), Burst(f"{run}-later")
+    # only this test's processes: the drop counts are exact even when another process on
+    # the host (a JVM with a long class path) has an argv over the limit too
+    cfg = tmp_path / "only-mine.toml"
+    cfg.write_text(f'[[filter.allow]]\nargs = "^/bin/true {run}-"\n')
+    with run_kafka(kafka, topic, "--config", str(cfg), "--args-max", "32767",
+                   env=NO_SCAN) as col:
         small.spawn(20)
         big.spawn(1, extra_args=(huge,))
         later.spawn(20)
