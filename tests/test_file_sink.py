@@ -37,6 +37,7 @@ from collector.errors import SinkError, UsageError
 from collector.export import TransientSinkError
 from collector.probe.layout import EXEC_FIXED, EXIT_EVENT, EventKind
 from sinks.file import FileSink
+from tests.support.small_fs import fill, small_tmpfs
 
 
 def file_sink(path: Path | str, clock: Any = None, **options: Any) -> FileSink:
@@ -130,28 +131,8 @@ def rotated(d: Path) -> list[Path]:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs of its own, so filling it fills nothing else."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path, 2) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def fill(d: Path) -> Path:
-    """Fill the file system of d to the last byte; returns the filler to delete later."""
-    filler = d / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    chunk = 1 << 16
-    while chunk:
-        try:
-            os.write(fd, b"\0" * chunk)
-        except OSError:
-            chunk //= 2
-    os.close(fd)
-    return filler
 
 
 # -- formats and codecs ------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import COLLECTOR, CollectorProcess, stat_value, wait_for
+from tests.support.small_fs import fill, small_tmpfs
 
 CONTRACT = (
     "collector_events_total", "collector_kernel_records_total", "collector_kernel_drops_total",
@@ -126,27 +127,8 @@ def test_every_name_and_counts_match_the_output(marker: Path, tmp_path: Path) ->
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs of its own, so filling it fills nothing else."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path, 1) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def fill(d: Path) -> Path:
-    """Fill d's file system to the last byte; the filler is deleted to make room again."""
-    filler = d / "filler"
-    with open(filler, "ab", buffering=0) as f:
-        chunk = 1 << 16
-        while chunk:
-            try:
-                f.write(b"\0" * chunk)
-            except OSError:
-                chunk //= 2
-    return filler
 
 
 def test_a_full_disk_turns_health_503_and_moves_the_drop_counters(

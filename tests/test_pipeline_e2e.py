@@ -29,6 +29,7 @@ import orjson
 import pytest
 
 from tests.helpers import COLLECTOR, CollectorProcess, of_pid, stat_value, wait_for
+from tests.support.small_fs import fill, small_tmpfs
 
 ROTATED = re.compile(r"^events\.\d{8}T\d{6}Z-(\d{6})\.(jsonl|avro)(\.gz)?$")
 
@@ -121,27 +122,8 @@ def stop_ok(c: CollectorProcess) -> str:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted for this test alone."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path, 4) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def fill(d: Path) -> Path:
-    filler = d / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    chunk = 1 << 16
-    while chunk:
-        try:
-            os.write(fd, b"\0" * chunk)
-        except OSError:
-            chunk //= 2
-    os.close(fd)
-    return filler
 
 
 # -- fan-out ---------------------------------------------------------------------------------
