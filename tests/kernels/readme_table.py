@@ -38,7 +38,8 @@ def render(results: dict[str, Any]) -> str:
     note = f"Matrix wall time: {results['wall_seconds']:.0f} s"
     bcc = [k for k in results["kernels"] if k["suite"] == "bookworm-bcc"]
     if bcc:
-        note += f" (`make kernels`); the bcc row, run alone by `make kernels-bcc`: {bcc[0]['seconds']:.0f} s"
+        note += (f" (`make kernels`); the bcc row (`make kernels-bcc`, not part of it) took "
+                 f"{bcc[0]['seconds']:.0f} s")
     lines += ["", note + ".", "", END]
     return "\n".join(lines)
 
