@@ -103,8 +103,21 @@ def header_trees_dir() -> Path:
 
 
 def _is_tree(path: Path) -> bool:
-    """A whole header tree: Debian's /lib/modules/<r>/build alone lacks the -common half."""
-    return (path / "include" / "linux" / "sched.h").exists()
+    """A whole header tree: Debian's /lib/modules/<r>/build alone lacks the -common half.
+    One this user cannot read (another user's cache) is none."""
+    try:
+        return (path / "include" / "linux" / "sched.h").exists()
+    except OSError:
+        return False
+
+
+def _merged_trees(root: Path) -> list[Path]:
+    """The complete trees bcc_headers.sh made, newest release name first."""
+    try:
+        found = [p for p in root.iterdir() if (p / ".complete").exists()]
+    except OSError:  # none yet, or not this user's to read
+        return []
+    return sorted(found, key=lambda p: p.name, reverse=True)
 
 
 def kernel_source() -> KernelSource | None:
@@ -119,10 +132,8 @@ def kernel_source() -> KernelSource | None:
     if env:
         candidates = [Path(env)]
     else:
-        root = header_trees_dir()
-        newest = sorted((p for p in root.iterdir() if (p / ".complete").exists()),
-                        key=lambda p: p.name, reverse=True) if root.is_dir() else []
-        merged = sorted(newest, key=lambda p: p.name != running)  # stable: the running one first
+        # stable sort: the running kernel's tree first, then the newest
+        merged = sorted(_merged_trees(header_trees_dir()), key=lambda p: p.name != running)
         candidates = [Path("/lib/modules") / running / "build", *merged]
     for path in candidates:
         if _is_tree(path):
