@@ -144,3 +144,10 @@ $(VENV)/.bcc.stamp: $(VENV)/.stamp tests/support/bcc_headers.sh
 	$(VENV)/bin/python -c 'import bcc'
 	tests/support/bcc_headers.sh
 	@touch $@
+
+# The kernel matrix's bcc row (tests/kernels/bcc_row.py): Debian 12's 6.1 kernel under qemu running
+# the checks with `--backend bcc` and offsets from its own 6.1 headers. Not in `make kernels` (CI):
+# bcc compiles with clang inside the TCG guest, ~4-7 min for the row.
+.PHONY: kernels-bcc
+kernels-bcc: wheel kernels-apt bcc
+	$(VENV)/bin/python -m tests.kernels.matrix --kernels bookworm-bcc

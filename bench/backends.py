@@ -9,8 +9,9 @@ Figures, written to bench/results/backends.json, for each backend:
 Runs alternate A B B A (then again) so drift on this noisy 2-core machine
 hits both backends alike; medians are reported.
 
-bcc compiles against the header tree `make setup` built (BCC_KERNEL_SOURCE),
-with struct offsets from this kernel's BTF.
+bcc compiles against the header tree `make setup` merged under the download
+cache, found by the collector itself (BCC_KERNEL_SOURCE is unset, as on a fresh
+machine), with struct offsets from this kernel's BTF.
 
 Usage: .venv/bin/python bench/backends.py [--rounds 2] [--storm-seconds 10]
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.capture_bench import build_spawner, counter, proc_cpu_s, proc_hwm_kib, storm
-from tests.support.bcc_headers import kernel_source
+from collector.probe.bcc import KERNEL_SOURCE_ENV, kernel_source
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTOR = str(Path(sys.executable).with_name("collector"))
@@ -43,8 +44,9 @@ class Collector:
     """`collector run --backend B`, stdout to /dev/null, stderr kept."""
 
     def __init__(self, backend: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
-        env.update({"COLLECTOR_BACKEND": backend, "BCC_KERNEL_SOURCE": str(kernel_source())})
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("COLLECTOR_") and k != KERNEL_SOURCE_ENV}
+        env["COLLECTOR_BACKEND"] = backend
         self.err = tempfile.TemporaryFile()
         t0 = time.monotonic()
         self.proc = subprocess.Popen([COLLECTOR, "run", "--no-procfs-events"], env=env,
@@ -111,9 +113,13 @@ def main() -> None:
     ap.add_argument("--storm-seconds", type=float, default=10.0)
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    os.environ.pop(KERNEL_SOURCE_ENV, None)
+    src = kernel_source()
+    if src is None:
+        raise SystemExit("backends: no kernel header tree found: run `make setup`")
     out: dict[str, object] = {"order": "A B B A per round (A = core, B = bcc)",
                               "rounds": args.rounds, "kernel": os.uname().release,
-                              "bcc_headers": str(kernel_source())}
+                              "bcc_headers": str(src.path), "bcc_offsets": "btf"}
     starts: dict[str, list[dict[str, float]]] = {b: [] for b in BACKENDS}
     for b in order(args.rounds):
         starts[b].append(start_once(b))

@@ -158,7 +158,7 @@ def check(config_path: Path | None, backend: str | None) -> None:
     resolved = cfgmod.resolve(config_path=config_path, flags=_flags(**{"capture.backend": backend}))
     cfg = resolved if config_path else None
     problems = 0
-    for ok, line in run_checks(cfg, resolved["capture.backend"]):
+    for ok, line in run_checks(cfg, resolved["capture.backend"], resolved["capture.bcc_offsets"]):
         click.echo(f"{ {True: 'ok ', False: 'FAIL', None: '-- '}[ok]} {line}")
         problems += ok is False
     if problems:

@@ -16,8 +16,8 @@ from collector.probe.libbpf import LIBBPF_NAME
 from collector.probe.privileges import missing_privileges, missing_scan_privileges
 
 
-def run_checks(cfg: Config | None = None,
-               backend: str = "core") -> Iterator[tuple[bool | None, str]]:
+def run_checks(cfg: Config | None = None, backend: str = "core",
+               bcc_offsets: str = "auto") -> Iterator[tuple[bool | None, str]]:
     """Both backends are reported; only the lines of the one that would run
     count as failures (None: informational, for the other backend). auto counts
     CO-RE's lines when CO-RE is fine, else bcc's, and both when neither is."""
@@ -28,7 +28,7 @@ def run_checks(cfg: Config | None = None,
     scan = missing_scan_privileges()
     yield (scan is None, scan or "privileges: can read every process in /proc")
     core = list(_core_checks(problem))
-    bcc = list(bcc_checks(problem is None))
+    bcc = list(bcc_checks(problem is None, bcc_offsets))
     core_ok, bcc_ok = all(ok for ok, _ in core), all(ok for ok, _ in bcc)
     counts = {"core": (True, False), "bcc": (False, True),
               "auto": (True, True) if not (core_ok or bcc_ok) else (core_ok, not core_ok)}

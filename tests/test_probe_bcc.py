@@ -6,6 +6,7 @@ The shared capture cases run for both backends in tests/test_capture.py.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collector.probe.bcc import (
     BccProbe,
     group_dead_arg,
     header_offsets,
+    header_trees_dir,
     import_bcc,
 )
 from collector.probe.bcc import kernel_source as bcc_kernel_source
@@ -32,6 +34,7 @@ from collector.probe.layout import EXIT_EVENT, HEADER, TASK_IDS, EventKind
 from collector.probe.select import AutoProbe
 from tests.helpers import COLLECTOR, REPO
 from tests.support.bcc_headers import kernel_source
+from tests.support.cache import cache_dir
 
 PYTHON = os.path.realpath(sys.executable)
 NOWHERE = Path("/nonexistent/process-collector")
@@ -45,11 +48,19 @@ def headers(monkeypatch: pytest.MonkeyPatch) -> Path:
     return tree
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None,
+        wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The collector with COLLECTOR_* cleared and env added; wrap runs it under
+    another command (e.g. a private mount namespace)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
     full.update(env or {})
-    return subprocess.run([COLLECTOR, *args], capture_output=True, text=True, env=full,
+    return subprocess.run([*wrap, COLLECTOR, *args], capture_output=True, text=True, env=full,
                           stdin=subprocess.DEVNULL, timeout=120, check=False)
+
+
+def without(*names: str) -> dict[str, str]:
+    """os.environ minus names (COLLECTOR_* too), for a child that must not see them."""
+    return {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COLLECTOR_")}
 
 
 def one_error_line(res: subprocess.CompletedProcess[str], code: int) -> str:
@@ -355,3 +366,121 @@ def test_check_reports_both_backends(headers: Path) -> None:
     assert bcc_ok.returncode == 0, bcc_ok.stdout
     assert any(line.startswith("ok  bcc: compiled, loaded and attached") and
                f"offsets from {BTF_PATH}" in line for line in bcc_ok.stdout.splitlines())
+
+
+# --- the header trees `make setup` merges, found without BCC_KERNEL_SOURCE -----------
+
+
+def _tree(root: Path, name: str, release: str, complete: bool = True) -> Path:
+    tree = root / "kernel-headers" / name
+    (tree / "include" / "linux").mkdir(parents=True)
+    (tree / "include" / "linux" / "sched.h").write_text("/* test */\n")
+    (tree / "include" / "generated").mkdir()
+    (tree / "include" / "generated" / "utsrelease.h").write_text(f'#define UTS_RELEASE "{release}"\n')
+    if complete:
+        (tree / ".complete").touch()
+    return tree
+
+
+@pytest.mark.parametrize("var", ["PROCESS_COLLECTOR_CACHE", "XDG_CACHE_HOME", None])
+def test_header_trees_dir_is_the_download_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                var: str | None) -> None:
+    """The collector's copy of the cache-root rule agrees with tests/support/cache.py's."""
+    monkeypatch.delenv("PROCESS_COLLECTOR_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    if var is not None:
+        monkeypatch.setenv(var, str(tmp_path / var))
+    assert header_trees_dir() == cache_dir("kernel-headers")
+
+
+def test_the_running_kernels_tree_wins_then_the_newest(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    running = os.uname().release
+    build = Path("/lib/modules") / running / "build"
+    if (build / "include" / "linux" / "sched.h").exists():
+        pytest.fail(f"{build} is a whole header tree here: it would win over the cache's")
+    monkeypatch.delenv(KERNEL_SOURCE_ENV, raising=False)
+    monkeypatch.setenv("PROCESS_COLLECTOR_CACHE", str(tmp_path))
+    assert bcc_kernel_source() is None
+    _tree(tmp_path, "9.9.9-half", "9.9.9-half", complete=False)  # bcc_headers.sh was interrupted
+    assert bcc_kernel_source() is None
+    old = _tree(tmp_path, "1.0.0-old", "1.0.0-old")
+    newer = _tree(tmp_path, "2.0.0-newer", "2.0.0-newer")
+    src = bcc_kernel_source()
+    assert src is not None and (src.path, src.release) == (newer, "2.0.0-newer")
+    mine = _tree(tmp_path, running, running)
+    src = bcc_kernel_source()
+    assert src is not None and (src.path, src.release) == (mine, running)
+    monkeypatch.setenv(KERNEL_SOURCE_ENV, str(old))  # an explicit tree is the only one looked at
+    src = bcc_kernel_source()
+    assert src is not None and src.path == old
+
+
+def test_bcc_runs_with_the_setup_tree_and_no_env(headers: Path) -> None:
+    """After `make setup`, --backend bcc needs no BCC_KERNEL_SOURCE: the merged tree is found."""
+    env = without(KERNEL_SOURCE_ENV)
+    res = subprocess.run([COLLECTOR, "run", "--backend", "bcc", "--duration", "0.5",
+                          "--no-procfs-events"], capture_output=True, text=True, env=env,
+                         stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "backend bcc;" in res.stderr
+    check = subprocess.run([COLLECTOR, "check", "--backend", "bcc"], capture_output=True, text=True,
+                           env=env, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert check.returncode == 0, check.stdout
+    assert f"ok  bcc: kernel headers {headers} (" in check.stdout
+
+
+def test_the_setup_tree_of_another_kernel_is_refused_without_btf(
+        headers: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found without BCC_KERNEL_SOURCE or not: another release's offsets are not used blind."""
+    if headers.name == os.uname().release:
+        pytest.fail("this test needs the setup tree of another kernel than the running one")
+    monkeypatch.delenv(KERNEL_SOURCE_ENV)
+    probe = BccProbe(btf_path=NOWHERE)  # offsets auto: from headers, as on a kernel without BTF
+    with pytest.raises(ProbeError, match=f"are for {headers.name}, the running kernel is "
+                                         f"{os.uname().release}; without BTF"):
+        probe.start()
+    probe.close()
+
+
+def test_check_judges_the_configured_offset_source(headers: Path) -> None:
+    """capture.bcc_offsets=headers with another kernel's headers: check fails as run would."""
+    if headers.name == os.uname().release:
+        pytest.fail("this test needs headers of another kernel than the running one")
+    res = cli("check", "--backend", "bcc",
+              env={"COLLECTOR_CAPTURE_BCC_OFFSETS": "headers", KERNEL_SOURCE_ENV: str(headers)})
+    assert res.returncode == 1, res.stdout
+    assert (f"FAIL bcc: kernel headers {headers} ({headers.name}): not the running kernel "
+            f"{os.uname().release}; its struct offsets cannot be used") in res.stdout
+
+
+# --- a libbpf that cannot load --------------------------------------------------------
+
+
+def _libbpf_file() -> str:
+    """The file dlopen("libbpf.so.1") maps, as this process sees it."""
+    ctypes.CDLL("libbpf.so.1")
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if "/libbpf.so" in line:
+            return line.split()[-1]
+    raise AssertionError("libbpf.so.1 loaded but not in /proc/self/maps")
+
+
+def test_check_names_a_libbpf_that_cannot_load() -> None:
+    """libbpf.so.1 replaced by an empty file inside a private mount namespace (the
+    host's file is untouched): check names libbpf and the fix, no traceback; bcc, whose
+    Debian libbcc links the same libbpf, says so too; auto says what each backend lacks."""
+    hide = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind /dev/null "{_libbpf_file()}" && exec "$@"', "hide-libbpf")
+    res = cli("check", wrap=hide)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stdout.splitlines()
+    assert any(ln.startswith("FAIL libbpf: libbpf.so.1 not loadable (") and
+               ln.endswith("apt-get install libbpf1") for ln in lines), lines
+    assert any(ln.startswith("--  bcc: bcc is installed but its library cannot load (") and
+               "libbpf.so.1" in ln for ln in lines), lines
+    run = cli("run", "--backend", "auto", "--duration", "1", wrap=hide)
+    line = one_error_line(run, 3)
+    assert line.startswith("collector: no probe backend can run on this host: CO-RE: libbpf ")
+    assert "apt-get install libbpf1" in line and "bcc: bcc is installed but" in line

@@ -8,8 +8,11 @@ kernel has it, else from kernel headers that must match the running kernel
 of the C text.
 
 bcc is Debian's python3-bpfcc (`make setup` links it into the venv); the
-kernel headers are found at $BCC_KERNEL_SOURCE (bcc's own variable, e.g. the
-merged tree `make setup` builds), else /lib/modules/$(uname -r)/build.
+kernel headers are found at $BCC_KERNEL_SOURCE (bcc's own variable) when it is
+set, else /lib/modules/$(uname -r)/build when that is a whole tree, else the
+merged trees `make setup` builds under the download cache (header_trees_dir):
+the running kernel's, or the newest one — whose offsets are then only used
+when BTF agrees, and refused without BTF (offsets.py says why).
 """
 
 from __future__ import annotations
@@ -58,13 +61,23 @@ def bpf_source_dir() -> Path:
 
 
 def import_bcc() -> Any:
-    """The bcc module, or ProbeError with the fix."""
+    """The bcc module, or ProbeError with the fix.
+
+    Importing bcc loads libbcc.so.0 with ctypes, and Debian's libbcc links
+    libbpf.so.1: a missing or broken libbpf (or libbcc) is an OSError here,
+    not an ImportError, and must be a clear line too.
+    """
     try:
         import bcc
     except ImportError as exc:
         raise ProbeError(
             f"bcc is not importable ({exc}): apt-get install python3-bpfcc, then `make setup` "
             "links it into the venv"
+        ) from None
+    except OSError as exc:
+        raise ProbeError(
+            f"bcc is installed but its library cannot load ({exc}): apt-get install --reinstall "
+            "libbpfcc libbpf1"
         ) from None
     return bcc
 
@@ -77,12 +90,53 @@ class KernelSource:
     release: str  # UTS_RELEASE from include/generated/utsrelease.h ("" if unknown)
 
 
+def header_trees_dir() -> Path:
+    """Where tests/support/bcc_headers.sh (run by `make setup`) merges Debian's split
+    headers: <download cache>/kernel-headers. The cache root rule is
+    tests/support/cache.py's (the installed collector cannot import tests/);
+    tests/test_probe_bcc.py checks that the two agree."""
+    env = os.environ.get("PROCESS_COLLECTOR_CACHE")
+    if env:
+        return Path(env) / "kernel-headers"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "process-collector" / "kernel-headers"
+
+
+def _is_tree(path: Path) -> bool:
+    """A whole header tree: Debian's /lib/modules/<r>/build alone lacks the -common half.
+    One this user cannot read (another user's cache) is none."""
+    try:
+        return (path / "include" / "linux" / "sched.h").exists()
+    except OSError:
+        return False
+
+
+def _merged_trees(root: Path) -> list[Path]:
+    """The complete trees bcc_headers.sh made, newest release name first."""
+    try:
+        found = [p for p in root.iterdir() if (p / ".complete").exists()]
+    except OSError:  # none yet, or not this user's to read
+        return []
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def kernel_source() -> KernelSource | None:
-    """The header tree bcc will compile against, or None when there is none."""
+    """The header tree bcc will compile against, or None when there is none.
+
+    $BCC_KERNEL_SOURCE when set (and then only it); else /lib/modules/<running>/build;
+    else the cache's merged tree for the running kernel; else the newest merged tree
+    (another kernel's: start() uses it only with offsets from BTF).
+    """
     env = os.environ.get(KERNEL_SOURCE_ENV)
-    candidates = [Path(env)] if env else [Path("/lib/modules") / os.uname().release / "build"]
+    running = os.uname().release
+    if env:
+        candidates = [Path(env)]
+    else:
+        # stable sort: the running kernel's tree first, then the newest
+        merged = sorted(_merged_trees(header_trees_dir()), key=lambda p: p.name != running)
+        candidates = [Path("/lib/modules") / running / "build", *merged]
     for path in candidates:
-        if (path / "include" / "linux" / "sched.h").exists():
+        if _is_tree(path):
             return KernelSource(path, headers_release(path))
     return None
 
@@ -155,7 +209,8 @@ class BccProbe:
         if src is None:
             raise ProbeError(
                 f"bcc backend: no kernel headers for {os.uname().release}: install "
-                f"linux-headers-{os.uname().release}, or set {KERNEL_SOURCE_ENV} to a header tree"
+                f"linux-headers-{os.uname().release} and run `make setup` (it merges them into "
+                f"{header_trees_dir()}), or set {KERNEL_SOURCE_ENV} to a header tree"
             )
         os.environ[KERNEL_SOURCE_ENV] = str(src.path)  # bcc reads it at compile time
         btf = offsets.Btf.load(self.btf_path) if self.btf_path.exists() else None

@@ -58,10 +58,12 @@ def text(raw: bytes) -> str:
 class Collector:
     """`collector run` in the background; events by pid, parsed as they arrive."""
 
-    def __init__(self, exe: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
-        self.proc = subprocess.Popen([exe, "run", "--stats-interval", "0"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    def __init__(self, exe: str, backend: str = "core", env: dict[str, str] | None = None) -> None:
+        full = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
+        full.update(env or {})
+        self.proc = subprocess.Popen([exe, "run", "--stats-interval", "0", "--backend", backend],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=full)
         self.stderr: list[str] = []
         self.events: dict[int, list[Event]] = {}
         self.lock = threading.Lock()
@@ -437,32 +439,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--collector", required=True, help="the installed `collector` command")
     parser.add_argument("--work", default="/tmp/kcheck", help="scratch folder")
+    parser.add_argument("--backend", default="core", choices=("core", "bcc"),
+                        help="the probe backend under test (bcc compiles on the guest: slow under TCG)")
+    parser.add_argument("--bcc-offsets", default="auto", choices=("auto", "btf", "headers"),
+                        help="bcc: where struct offsets come from (headers: the case bcc exists for)")
     args = parser.parse_args()
+    env = {"COLLECTOR_CAPTURE_BCC_OFFSETS": args.bcc_offsets}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: list[tuple[str, str | None]] = []  # (check, failure or None)
     say("kernel", os.uname().release)
     say("version", os.uname().version, f"cpus={os.cpu_count()}")
+    say("backend", args.backend, f"offsets={args.bcc_offsets}" if args.backend == "bcc" else "")
     try:  # the preemption model decides whether a BPF program can be preempted by its own tracepoint
         say("preempt", Path("/sys/kernel/debug/sched/preempt").read_text().strip())
     except OSError:
         pass
 
-    check = subprocess.run([args.collector, "check"], capture_output=True, text=True, timeout=300)
+    check_env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")} | env
+    check = subprocess.run([args.collector, "check", "--backend", args.backend], capture_output=True,
+                           text=True, timeout=900, env=check_env)
     for line in (check.stdout + check.stderr).splitlines():
         say("check-output", line)
-    bad = [ln for ln in check.stdout.splitlines() if not ln.startswith("ok")]
+    bad = [ln for ln in check.stdout.splitlines() if not ln.startswith(("ok", "--"))]
     results.append(("collector-check", None if check.returncode == 0 else
                     f"exit {check.returncode}: {'; '.join(bad) or check.stderr.strip()}"))
 
     t0 = time.monotonic()
-    c = Collector(args.collector)
-    if not c.wait_attached(180):
+    c = Collector(args.collector, args.backend, env)
+    if not c.wait_attached(600 if args.backend == "bcc" else 180):  # bcc: clang under TCG
         rc = c.stop()
         for line in c.stderr[-10:]:
             say("run-output", line)
         results.append(("collector-run-attaches", f"exit {rc}: {(c.stderr or ['(no output)'])[-1]}"))
-        for line in diagnose_load():
+        for line in (diagnose_load() if args.backend == "core" else c.stderr[-1:]):
             say("load-failure", line)
         return summary(results)
     results.append(("collector-run-attaches", None))
@@ -486,12 +496,13 @@ def main() -> int:
     misses = bpf_run_misses(c.proc.pid)
     say("bpf-programs", " ".join(f"{tag}:misses={n}" for tag, n in misses) or "(none found)")
     counted = [n for _, n in misses if n is not None]
-    try:
-        from collector.probe import features
-        runs = features.detect().choose().runs
-    except Exception as exc:  # the check below then judges the runs as single programs
-        say("variants", f"unknown: {type(exc).__name__}: {exc}")
-        runs = "single"
+    runs = "single"  # bcc builds one program per tracepoint
+    if args.backend == "core":
+        try:
+            from collector.probe import features
+            runs = features.detect().choose().runs
+        except Exception as exc:  # the check below then judges the runs as single programs
+            say("variants", f"unknown: {type(exc).__name__}: {exc}")
     if runs == "copies" and counted:
         # skipped runs are expected with copies: the next copy handles the event, and a
         # checker counts a real loss as a kernel drop (exec_missed, ...), which no-kernel-drops

@@ -14,6 +14,10 @@ against the guest's BTF), the header-offset and claim-map exit tests,
 `collector check --backend bcc`, `collector run --backend auto` (which
 backend it picks).
 
+The matrix's bcc row (tests/kernels/bcc_row.py, `make kernels-bcc`) boots the
+same guest to run the matrix's checks with the installed wheel; this script
+goes deeper (the pytest cases themselves) and takes far longer (~10-20 min).
+
 Usage: .venv/bin/python -m tests.support.bcc_guest [--timeout 2400]
 Results: printed, and the guest's logs in <cache>/bcc-guest/out-*/.
 """
