@@ -122,10 +122,11 @@ kernels-readme: venv
 kafka-cluster: setup
 	$(VENV)/bin/python tests/support/kafka_cluster.py start --dir .cache/kafka-cluster-run --ports 9092,9093,9094
 
-# A local SIEM stack (Kafka + OpenSearch 3.8 pulling the OCSF and ECS topics; Ctrl-C stops it).
+# A local SIEM stack: Kafka, OpenSearch 3.8 pulling the OCSF and ECS JSON topics, Apicurio and
+# Apache Camel indexing their Confluent Avro topics (ARGS=--no-avro: JSON only); Ctrl-C stops it.
 .PHONY: siem
 siem: setup
-	$(VENV)/bin/python tests/support/siem_stack.py
+	$(VENV)/bin/python tests/support/siem_stack.py $(ARGS)
 
 # The bcc backend: Debian's bcc (python3-bpfcc) made importable in the venv by one symlink
 # (not a .pth over all of dist-packages, which would expose ~70 other packages), and Debian's

@@ -28,7 +28,8 @@ def schema_dir() -> Path:
 
 @functools.cache
 def raw_schema() -> dict[str, Any]:
-    """The ProcessEvent schema as JSON (what `collector schemas` prints)."""
+    """The native ProcessEvent schema as JSON (what `collector schemas` prints by
+    default; --schema ocsf|ecs prints collector.shapes' own)."""
     result: dict[str, Any] = json.loads((schema_dir() / SCHEMA_FILE).read_text())
     return result
 

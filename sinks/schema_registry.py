@@ -19,7 +19,11 @@ client takes, besides the URL:
   works, the explicit settings win;
 - `token`: a bearer token (`Authorization: Bearer ...`), exclusive with
   basic auth.
-Credentials never appear in messages.
+Credentials never appear in messages. A refusal names the setting to
+check: a gateway's 400 for a missing client certificate (nginx with
+`ssl_verify_client on` answers it in HTML: its `<title>` is quoted), a 401
+or 403 the credentials or token in use (tests/test_kafka_registry_gateway.py
+runs a real nginx with both checks in front of Apicurio).
 
 Why not confluent_kafka.schema_registry's client (checked, 2.16): it needs
 five more packages at run time (httpx2, authlib, attrs, cachetools and a
@@ -36,6 +40,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 import ssl
 import urllib.error
 import urllib.parse
@@ -46,6 +51,19 @@ from collector.errors import SinkError
 from collector.export import TransientSinkError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+def _error_detail(body: bytes) -> str:
+    """The reason in an error answer: a registry's JSON `message`, else the
+    `<title>` of a gateway's HTML page (nginx: "400 No required SSL certificate
+    was sent"), without the status code it repeats."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        match = re.search(rb"<title>\s*(?:\d{3}\s+)?([^<]{1,200})</title>", body, re.I)
+        return match.group(1).decode(errors="replace").strip() if match else ""
+    message = answer.get("message", "") if isinstance(answer, dict) else ""
+    return str(message)[:300]
 
 
 class RegistryError(SinkError):
@@ -125,12 +143,11 @@ class SchemaRegistry:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("message", "")
-            except ValueError:
-                detail = ""
+            detail = _error_detail(exc.read()) or str(exc.reason)
+            exc.close()
             raise RegistryError(f"schema registry {self.base}: {method} {path} answered "
-                                f"{exc.code} {detail or exc.reason}".rstrip()) from None
+                                f"{exc.code} {detail}".rstrip() + self._hint(exc.code, detail)
+                                ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, ssl.SSLError):
@@ -142,6 +159,20 @@ class SchemaRegistry:
         except ValueError:
             raise RegistryError(f"schema registry {self.base}: {method} {path} did not answer "
                                 "JSON; is this a Schema Registry URL?") from None
+
+    def _hint(self, code: int, detail: str) -> str:
+        """Which setting to look at for a refusal (gateways answer these, not registries)."""
+        if code == 400 and "certificate" in detail.lower():
+            return ("; the server wants a client certificate: check kafka.schema_registry_cert "
+                    "and kafka.schema_registry_key")
+        if code in (401, 403):
+            if self._auth and self._auth.startswith("Bearer "):
+                return "; check kafka.schema_registry_token"
+            if self._auth:
+                return "; check kafka.schema_registry_user and kafka.schema_registry_password"
+            return ("; the registry wants credentials: set kafka.schema_registry_user and "
+                    "kafka.schema_registry_password, or kafka.schema_registry_token")
+        return ""
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         """Register (or look up) the schema under subject; return its global id."""

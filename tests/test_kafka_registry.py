@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from collector.schema import raw_schema
-from tests.helpers import CollectorProcess, stat_value, wait_for
+from tests.helpers import COLLECTOR, CollectorProcess, stat_value, wait_for
 from tests.kafka_fixtures import Burst, consume_cli, new_topic, no_duplicates, read_topic
 from tests.support.apicurio import ApicurioRegistry
 from tests.support.kafka_broker import KafkaBroker
@@ -257,3 +258,28 @@ def test_record_shapes_in_confluent_avro_and_json(kafka: KafkaBroker, registry: 
     raw = read_topic(kafka.bootstrap, json_topic, until=lambda m: len(m) >= n)
     assert consume_cli(kafka.bootstrap, json_topic) == [json.loads(m.value) for m in raw]
     assert all(("class_uid" in json.loads(m.value)) == (shape == "ocsf") for m in raw)
+
+
+def test_check_flags_the_confluent_format_without_a_registry(kafka: KafkaBroker,
+                                                             tmp_path: Path) -> None:
+    """`collector check --config` with kafka.format = avro and no registry: one FAIL
+    line with the fix (the broker's own line stays ok); with the registry, no FAIL."""
+    cfg = tmp_path / "collector.toml"
+    cfg.write_text(f'sinks = ["kafka"]\n[kafka]\nbootstrap = "{kafka.bootstrap}"\n'
+                   f'format = "avro"\n')
+    env = {"PATH": "/usr/bin:/bin"}
+    bad = subprocess.run([COLLECTOR, "check", "--config", str(cfg)], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    fails = [line for line in bad.stdout.splitlines() if line.startswith("FAIL kafka sink")]
+    assert fails == ["FAIL kafka sink: config key kafka.schema_registry: required with "
+                     "kafka.format = avro (the Confluent wire format; --schema-registry URL), "
+                     "or use --kafka-format avro-single-object or json"], bad.stdout
+    assert f"ok  kafka sink: {kafka.bootstrap} reachable" in bad.stdout
+    assert "Traceback" not in bad.stderr
+
+    good = subprocess.run([COLLECTOR, "check", "--config", str(cfg)], capture_output=True,
+                          text=True, env={**env, "COLLECTOR_KAFKA_SCHEMA_REGISTRY":
+                                          "http://127.0.0.1:1/apis/ccompat/v7"}, timeout=120)
+    assert not [line for line in good.stdout.splitlines() if line.startswith("FAIL kafka")], \
+        good.stdout

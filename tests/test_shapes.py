@@ -230,6 +230,32 @@ def test_fast_avro_encoder_gives_fastavros_bytes_for_every_shape(tmp_path: Path)
         assert fast(r) == buf.getvalue()
 
 
+def test_compiled_json_form_and_command_line_equal_their_references() -> None:
+    """The fast paths (jsonform's compiled converters, command_line's one-search
+    test) give byte-for-byte what the reference gives (the interpreted plan,
+    shlex.join) on pipeline events with hostile argv, ancestors and every
+    field's variants."""
+    import shlex
+
+    import orjson
+
+    from collector.shapes.common import command_line
+    from collector.shapes.jsonform import json_form_reference
+    from tests.unit.test_encode_avro_fast import make_events, variants
+
+    events = make_events(40) + make_events(10, ancestors=3, namespaces=True) + variants()
+    for name in shapes.NAMES:
+        shape = shapes.get(name)
+        for event in events:
+            record = shape.to_record(event)
+            assert orjson.dumps(json_form(shape.raw_schema, record)) == \
+                orjson.dumps(json_form_reference(shape.raw_schema, record))
+    argvs = [p["args"] for e in events for p in (e["process"], e["parent"]) if p]
+    argvs += [[], [""], ["a", ""], ["a b"], ["\u00fc"], ["-x=1,2:3@host/%+."], ["it's"]]
+    for argv in argvs:
+        assert command_line(argv) == shlex.join(argv), argv
+
+
 def test_schemas_command_prints_each_shape(tmp_path: Path) -> None:
     from tests.helpers import COLLECTOR
 

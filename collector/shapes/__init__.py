@@ -74,9 +74,14 @@ class Shape:
         return self.datum
 
     def json_document(self, event: Event) -> dict[str, Any]:
-        from collector.shapes.jsonform import json_form
+        return self._json_form(self.to_record(event))
 
-        return json_form(self.raw_schema, self.to_record(event))
+    @functools.cached_property
+    def _json_form(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """record → JSON document, compiled from this shape's schema (jsonform)."""
+        from collector.shapes.jsonform import converter
+
+        return converter(self.raw_schema)
 
     def json_line(self, event: Event) -> bytes:
         """The JSON line of this shape (newline-terminated)."""
@@ -119,9 +124,7 @@ class Shape:
             from collector.encode.json import encode_json_line
 
             return encode_json_line(record)
-        from collector.shapes.jsonform import json_form
-
-        return orjson.dumps(json_form(self.raw_schema, record)) + b"\n"
+        return orjson.dumps(self._json_form(record)) + b"\n"
 
 
 def _native(event: Event) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Avro names are `[A-Za-z_][A-Za-z0-9_]*`, so they cannot hold ECS's `@` or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from collector.encode.timefmt import rfc3339_ns
@@ -78,14 +79,73 @@ class _Plan:
         return rfc3339_ns(value * detail) if self.rfc3339 else value
 
 
-_PLANS: dict[int, tuple[dict[str, Any], _Plan]] = {}  # by id(schema); keeps the schema alive
+def _ts(plan: _Plan, unit: int) -> Callable[[Any], Any]:
+    """A timestamp field's converter (an int in the schema's unit, or a datetime)."""
+    rfc3339 = plan.rfc3339
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, int):
+            value = int(value.timestamp() * 1_000_000) * 1_000 // unit
+        return rfc3339_ns(value * unit) if rfc3339 else value
+
+    return convert
+
+
+def _compile(plan: _Plan) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The plan as straight-line Python, one function per named record (what
+    `_Plan.convert` does, without its per-value dispatch: 4-5x faster, and the
+    OCSF and ECS JSON lines are built for every event). `_Plan.convert` stays
+    the reference the tests compare it with."""
+    names = {full: f"r{i}" for i, full in enumerate(plan.records)}
+    env: dict[str, Any] = {}
+
+    def expr(conv: Any, var: str) -> str:
+        if conv is None:
+            return var
+        kind, detail = conv
+        if kind == "rec":
+            return f"{names[detail]}({var})"
+        if kind == "arr":
+            return f"[None if i is None else {expr(detail, 'i')} for i in {var}]"
+        fn = f"ts{detail}"
+        env.setdefault(fn, _ts(plan, detail))
+        return f"{fn}({var})"
+
+    lines: list[str] = []
+    for full, fields in plan.records.items():
+        lines += [f"def {names[full]}(v):", "    out = {}", "    get = v.get"]
+        for name, json_name, conv in fields:
+            lines.append(f"    x = get({name!r})")
+            if plan.omit_nulls:
+                lines.append(f"    if x is not None: out[{json_name!r}] = {expr(conv, 'x')}")
+            elif conv is None:
+                lines.append(f"    out[{json_name!r}] = x")
+            else:
+                lines.append(f"    out[{json_name!r}] = None if x is None else {expr(conv, 'x')}")
+        lines.append("    return out")
+    exec(compile("\n".join(lines), "<json form from schemas>", "exec"), env)
+    top: Callable[[dict[str, Any]], dict[str, Any]] = env[names[plan.top[1]]]
+    return top
+
+
+_COMPILED: dict[int, tuple[dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+
+def converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """record → JSON document for `schema` (compiled once per schema object)."""
+    found = _COMPILED.get(id(schema))
+    if found is None or found[0] is not schema:  # keyed by id: the entry keeps it alive
+        found = _COMPILED[id(schema)] = (schema, _compile(_Plan(schema)))
+    return found[1]
 
 
 def json_form(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The JSON document of `record` (the Avro form of `schema`)."""
-    found = _PLANS.get(id(schema))
-    if found is None or found[0] is not schema:
-        found = _PLANS[id(schema)] = (schema, _Plan(schema))
-    plan = found[1]
+    return converter(schema)(record)
+
+
+def json_form_reference(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The same by interpreting the plan (slow; what tests hold `json_form` to)."""
+    plan = _Plan(schema)
     result: dict[str, Any] = plan.convert(plan.top, record)
     return result

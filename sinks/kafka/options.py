@@ -83,6 +83,16 @@ OPTIONS = (
            "it when_full applies", unit="bytes", minimum=4096, flag="--buffer-max-bytes"),
     SCHEMA_OPTION,
 )
+def missing_registry(settings: Mapping[str, Any]) -> str | None:
+    """Why these settings cannot run (the Confluent format without a registry),
+    or None; one text for the start-up error and `collector check`."""
+    if settings.get("format") == "avro" and not settings.get("schema_registry"):
+        return ("config key kafka.schema_registry: required with kafka.format = avro (the "
+                "Confluent wire format; --schema-registry URL), or use --kafka-format "
+                "avro-single-object or json")
+    return None
+
+
 #: what SchemaRegistry takes besides the URL (kafka.schema_registry_<name>)
 REGISTRY_SETTINGS = ("user", "password", "token", "ca", "cert", "key")
 

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from collector.errors import UsageError
 from collector.export import Event, Sink
 from sinks.kafka.message import Framing, Message
-from sinks.kafka.options import OPTIONS, REGISTRY_SETTINGS, producer_config, secret_values
+from sinks.kafka.options import (
+    OPTIONS,
+    REGISTRY_SETTINGS,
+    missing_registry,
+    producer_config,
+    secret_values,
+)
 
 if TYPE_CHECKING:
     from sinks.kafka.buffered import BufferedPath
@@ -56,10 +62,9 @@ class KafkaSink(Sink):
         if s["buffer"] == "disk" and not s["buffer_path"]:
             raise UsageError("config key kafka.buffer_path: required with kafka.buffer = disk "
                              "(--buffer-path DIR)")
-        if s["format"] == "avro" and not s["schema_registry"]:
-            raise UsageError("config key kafka.schema_registry: required with kafka.format = "
-                             "avro (the Confluent wire format; --schema-registry URL), or use "
-                             "--kafka-format avro-single-object or json")
+        missing = missing_registry(s)
+        if missing:
+            raise UsageError(missing)
         self.config = producer_config(s)
         self.secrets = secret_values(self.config)
         self.topic = s["topic"]
@@ -82,6 +87,9 @@ class KafkaSink(Sink):
     def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
         from sinks.kafka.check import check_reachable
 
+        missing = missing_registry(options)
+        if missing:
+            yield False, f"kafka sink: {missing}"
         yield check_reachable(options)
 
     @property

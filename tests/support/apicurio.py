@@ -105,6 +105,11 @@ class ApicurioRegistry:
         return f"{self.scheme}://127.0.0.1:{self.port}{CCOMPAT}"
 
     @property
+    def v2_url(self) -> str:
+        """Apicurio's own v2 API (what its 2.x Kafka serdes talk to)."""
+        return f"{self.scheme}://127.0.0.1:{self.port}/apis/registry/v2"
+
+    @property
     def auth_url(self) -> str:
         return f"{self.scheme}://{self.user}:{self.password}@127.0.0.1:{self.port}{CCOMPAT}"
 

@@ -243,6 +243,18 @@ class OpenSearchNode:
                                                         "bootstrap_servers": bootstrap}
         self.call("PUT", f"/{index}", body)
 
+    def create_pushed_index(self, index: str, shape: str,
+                            pipeline: dict[str, Any] | None = None) -> None:
+        """The index of deploy/siem/<shape>-index.json without its ingestion
+        source, for a consumer that indexes documents itself (the Avro path);
+        `pipeline`, when given, is installed as the index's default pipeline."""
+        body = json.loads((INDEX_TEMPLATES / f"{shape}-index.json").read_text())
+        del body["settings"]["ingestion_source"]
+        if pipeline is not None:
+            self.call("PUT", f"/_ingest/pipeline/{index}", pipeline)
+            body["settings"]["index.default_pipeline"] = index
+        self.call("PUT", f"/{index}", body)
+
     def count(self, index: str, query: dict[str, Any]) -> int:
         self.call("POST", f"/{index}/_refresh")
         return int(self.call("POST", f"/{index}/_count", {"query": query})["count"])
