@@ -142,6 +142,18 @@ def cpu_between(before: dict[tuple[int, int], int], after: dict[tuple[int, int],
     return sum(ns - before.get(key, 0) for key, ns in after.items())
 
 
+def cpu_by_comm(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> dict[str, float]:
+    """The same CPU split by thread name (ms): which thread of a tracer pays."""
+    out: dict[str, float] = {}
+    for (pid, tid), ns in after.items():
+        try:
+            comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            comm = "?"
+        out[comm] = out.get(comm, 0.0) + (ns - before.get((pid, tid), 0)) / 1e6
+    return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.1}
+
+
 def hwm_kib(pids: set[int]) -> int:
     total = 0
     for pid in pids:
@@ -393,7 +405,7 @@ class Auditd(Tracer):
         self.log_path = work / "audit.log"
         text = Path("/etc/audit/auditd.conf").read_text()
         settings = {"log_file": str(self.log_path), "log_format": "RAW", "max_log_file": "100000",
-                    "max_log_file_action": "IGNORE", "space_left": "1", "admin_space_left": "1",
+                    "max_log_file_action": "IGNORE", "space_left": "2", "admin_space_left": "1",
                     "space_left_action": "IGNORE", "admin_space_left_action": "IGNORE",
                     "disk_full_action": "IGNORE", "disk_error_action": "IGNORE"}
         for k, v in settings.items():
@@ -401,13 +413,19 @@ class Auditd(Tracer):
         (conf / "auditd.conf").write_text(text)
         (conf / "auditd.conf").chmod(0o640)
         self.lost0 = self._status().get("lost", 0)
-        self.d = Drain(["auditd", "-f", "-n", "-c", str(conf)], work / "auditd.out",
+        self.d = Drain(["auditd", "-n", "-c", str(conf)], work / "auditd.out",
                        work / "auditd.err")
         deadline = time.monotonic() + 20
         while self._status().get("pid", 0) != self.d.proc.pid:
             if self.d.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"auditd did not start: {self.d.stderr()[-1500:]}")
             time.sleep(0.1)
+        # a `never,task` rule (ours, from an earlier run) keeps new tasks unaudited
+        rules = subprocess.run(["auditctl", "-l"], capture_output=True, text=True).stdout
+        if "never,task" in rules:
+            subprocess.run(["auditctl", "-d", "never,task"], check=True, capture_output=True)
+        # Debian's audit.rules: an 8192-record backlog (the kernel's default is 64)
+        subprocess.run(["auditctl", "-b", "8192"], check=True, capture_output=True)
         for rule in self.RULES:
             subprocess.run(["auditctl", *rule], check=True, capture_output=True)
 
@@ -437,8 +455,10 @@ class Auditd(Tracer):
         rules = subprocess.run(["auditctl", "-l"], capture_output=True, text=True).stdout
         if "never,task" not in rules:
             subprocess.run(["auditctl", "-a", "never,task"], check=False, capture_output=True)
-        enabled = self.before.get("enabled", 0)
-        subprocess.run(["auditctl", "-e", str(enabled)], check=False, capture_output=True)
+        for flag, key in (("-b", "backlog_limit"), ("-e", "enabled")):
+            if key in self.before:
+                subprocess.run(["auditctl", flag, str(self.before[key])], check=False,
+                               capture_output=True)
 
 
 class Collector(Tracer):
@@ -584,6 +604,7 @@ def traced(tracer: Tracer, seconds: float, work: Path, servers: KafkaServers) ->
             time.sleep(0.5)  # what is queued reaches the tracer
             pids = tracer.pids() | pids
             c1, s1 = runtime_ns(pids), runtime_ns(srv)
+            split = cpu_by_comm(c0, c1)
             hwm = hwm_kib(pids - ({tracer.kauditd} if isinstance(tracer, Auditd) else set()))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -600,6 +621,7 @@ def traced(tracer: Tracer, seconds: float, work: Path, servers: KafkaServers) ->
            "kernel_drops": res["kernel_drops"], "cpu_ms": round(cpu / 1e6, 1),
            "cpu_us_per_event": round(cpu / 1e3 / max(events, 1), 2),
            "peak_rss_mib": round(hwm / 1024, 1)}
+    row["cpu_ms_by_thread"] = split
     if srv:
         row["broker_cpu_us_per_event"] = round(cpu_between(s0, s1) / 1e3 / max(events, 1), 2)
     if "stats" in res:
@@ -887,11 +909,12 @@ def main() -> None:
         avro_needed = any(t.sink == "kafka-avro" for t in kafka)
     work = Path(tempfile.mkdtemp(prefix="storm-", dir=SHM))
     servers = KafkaServers()
+    kafka_dir = Path(tempfile.mkdtemp(prefix="storm-kafka-"))
     started = time.monotonic()
     try:
         if kafka_needed:
             log("starting the Kafka broker" + (" and the registry" if avro_needed else ""))
-            servers.start(Path(tempfile.mkdtemp(prefix="storm-kafka-")), avro_needed)
+            servers.start(kafka_dir, avro_needed)
             for t in kafka:
                 t.broker, t.registry = servers.broker, servers.registry
         if args.profile:
@@ -899,12 +922,21 @@ def main() -> None:
             return
         for t in tracers:
             t.setup(work)
+        if kafka:  # a cold broker (JIT, first segment) would tax the first Kafka run only
+            log("warming up the broker")
+            traced(kafka[0], min(3.0, args.seconds), work, servers)
+            kafka[0].runs = 0
         storm(min(2.0, args.seconds))  # warm-up: page cache, frequency
         spawner = None
         if args.spawner_check:
-            c_rate = storm(args.seconds).rate
-            spawner = {"c_posix_spawn_per_s": round(c_rate), "python_os_posix_spawn_per_s":
-                       round(py_storm_rate(args.seconds))}
+            c_rates, py_rates = [], []
+            for _ in range(3):  # alternated: C, Python, C, ...
+                c_rates.append(storm(args.seconds).rate)
+                py_rates.append(py_storm_rate(args.seconds))
+            spawner = {"c_posix_spawn_per_s": [round(x) for x in c_rates],
+                       "python_os_posix_spawn_per_s": [round(x) for x in py_rates],
+                       "c_over_python_median": round(statistics.median(
+                           c / p for c, p in zip(c_rates, py_rates, strict=True)), 3)}
             log(f"spawners: {spawner}")
         rows: list[dict[str, Any]] = [untraced(args.seconds)]
         log(f"untraced {rows[-1]['rate']:.0f}/s")
@@ -934,6 +966,7 @@ def main() -> None:
                 t.teardown()
         servers.stop()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(kafka_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
