@@ -695,7 +695,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if sink == "stdout":
             goals[name]["peak_rss_mib"] = per_tracer[name]["peak_rss_mib"]
             goals[name]["rss_goal_mib"] = 50
-    return {"per_tracer": per_tracer, "untraced_vs_neighbours": spread(noise), "goals": goals}
+    # A/B: every other collector's CPU/event ÷ the first one's, per sink, round by round
+    ab: dict[str, Any] = {}
+    labels = sorted({r["tracer"].split()[0] for r in traced_rows if r["kind"] == "collector"})
+    if len(labels) > 1:
+        base = labels[0] if "collector[c0]" in labels else None
+        first = next(r["tracer"].split()[0] for r in traced_rows if r["kind"] == "collector")
+        base = base or first
+        for name, rs in by.items():
+            label, _, sink = name.partition(" ")
+            if rs[0]["kind"] != "collector" or label == base or f"{base} {sink}" not in by:
+                continue
+            ref = by[f"{base} {sink}"]
+            ab[f"{name} ÷ {base} {sink}"] = {
+                "cpu_per_event": spread([r["cpu_us_per_event"] / b["cpu_us_per_event"]
+                                         for r, b in zip(rs, ref, strict=False)]),
+                "storm_ratio": spread([r["ratio"] / b["ratio"] for r, b in zip(rs, ref, strict=False)
+                                       if r["ratio"] and b["ratio"]])}
+    return {"per_tracer": per_tracer, "untraced_vs_neighbours": spread(noise), "goals": goals,
+            "ab": ab}
 
 
 def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -723,6 +741,12 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         s = g["cpu_per_event_vs_c_tools"]
         rss = f"  peak RSS {g['peak_rss_mib']} MiB (goal <= 50)" if "peak_rss_mib" in g else ""
         print(f"  {name:<28} {s['median']} [{s.get('min')}-{s.get('max')}] (goal <= {g['goal']}){rss}")
+    if summary["ab"]:
+        print("\nA/B (CPU/event and storm ratio, median [min-max]):")
+        for name, v in summary["ab"].items():
+            c, r = v["cpu_per_event"], v["storm_ratio"]
+            print(f"  {name}: CPU {c['median']} [{c.get('min')}-{c.get('max')}]  "
+                  f"storm ratio {r['median']} [{r.get('min')}-{r.get('max')}]")
 
 
 # --------------------------------------------------------------- profile
@@ -878,7 +902,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0, help="length of every storm")
     ap.add_argument("--rounds", type=int, default=2, help="rounds (odd ones reversed)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 3 s storms, 1 round")
+    ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): 2 s storms, 1 round")
     ap.add_argument("--tracers", default=DEFAULT_TRACERS, help="comma-separated, in order")
     ap.add_argument("--collector", action="append", default=[], metavar="[LABEL=]PATH",
                     help="collector executable or checkout (repeat to compare A/B)")
@@ -892,7 +916,7 @@ def main() -> None:
     ap.add_argument("--keep-raw", action="store_true", help="keep py-spy's raw output in build/storm/")
     args = ap.parse_args()
     if args.quick:
-        args.seconds, args.rounds = 3.0, 1
+        args.seconds, args.rounds = 2.0, 1
     if os.geteuid() != 0:
         raise SystemExit("storm.py: run as root (BPF, auditd, tracefs)")
     collectors = parse_collectors(args.collector)
