@@ -899,6 +899,19 @@ def parse_collectors(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def checkout_of(exe: str) -> dict[str, Any]:
+    """The git commit of the checkout a collector runs from, and whether it had
+    uncommitted changes (an editable install runs the working tree)."""
+    root = Path(exe).resolve().parent.parent.parent  # <checkout>/.venv/bin/collector
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return {}
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.splitlines()
+    return {"commit": head.stdout.strip(), "uncommitted_files": len(dirty)}
+
+
 DEFAULT_TRACERS = "floor-batched,floor-per-record,libbpf-tools,auditd,stdout,file,kafka-json,kafka-avro"
 
 
@@ -985,7 +998,7 @@ def main() -> None:
         summary = summarise(rows)
         result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "storm_seconds": args.seconds, "rounds": args.rounds, "workers": 2,
-                  "collectors": [{"label": lb, "path": p} for lb, p in collectors],
+                  "collectors": [{"label": lb, "path": p, **checkout_of(p)} for lb, p in collectors],
                   "wall_s": round(time.monotonic() - started), "spawner_check": spawner,
                   "what": __doc__.split("\n\n")[1:4], "summary": summary, "runs": rows}
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -1001,4 +1014,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        raise SystemExit(f"storm.py: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("storm.py: interrupted") from None
