@@ -63,6 +63,12 @@ APT_PACKAGES = ("libbpf-tools", "auditd")  # bench-only: not in `make setup`
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
+def usage_error(msg: str) -> None:
+    """Bad options: one line, exit 2."""
+    print(f"storm.py: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -646,7 +652,7 @@ def make_tracers(names: list[str], collectors: list[tuple[str, str]]) -> list[Tr
         elif n in ("stdout", "file", "kafka-json", "kafka-avro"):
             out.extend(Collector(exe, label, n) for label, exe in collectors)
         else:
-            raise SystemExit(f"storm.py: unknown tracer {n!r}")
+            usage_error(f"unknown tracer {n!r} (known: {DEFAULT_TRACERS})")
     return out
 
 
@@ -892,7 +898,7 @@ def parse_collectors(values: list[str]) -> list[tuple[str, str]]:
         if p.is_dir():  # a checkout
             p = p / ".venv" / "bin" / "collector"
         if not p.exists():
-            raise SystemExit(f"storm.py: no collector at {p}")
+            usage_error(f"no collector at {p}")
         out.append((label, str(p)))
     if len(out) > 1:
         out = [(label or f"c{i}", p) for i, (label, p) in enumerate(out)]
