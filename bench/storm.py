@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -567,7 +567,6 @@ class KafkaServers:
     broker: Any = None
     registry: Any = None
     work: Path | None = None
-    pids: set[int] = field(default_factory=set)
 
     def start(self, work: Path, avro: bool) -> None:
         from tests.support.kafka_broker import KafkaBroker
@@ -629,6 +628,7 @@ def traced(tracer: Tracer, seconds: float, work: Path, servers: KafkaServers) ->
            "peak_rss_mib": round(hwm / 1024, 1)}
     row["cpu_ms_by_thread"] = split
     if srv:
+        # the broker's JVM (and the registry's, in the Avro runs: idle once the schema is in)
         row["broker_cpu_us_per_event"] = round(cpu_between(s0, s1) / 1e3 / max(events, 1), 2)
     if "stats" in res:
         row["stats"] = res["stats"]
