@@ -600,8 +600,8 @@ class KafkaServers:
 def traced(tracer: Tracer, seconds: float, work: Path, servers: KafkaServers) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     try:
-        tracer.start(run_dir)
         try:
+            tracer.start(run_dir)
             pids = tracer.pids()
             srv = servers.server_pids() if isinstance(tracer, Collector) and "kafka" in tracer.sink else set()
             c0, s0 = runtime_ns(pids), runtime_ns(srv)
