@@ -152,3 +152,10 @@ $(VENV)/.bcc.stamp: $(VENV)/.stamp tests/support/bcc_headers.sh
 .PHONY: kernels-bcc
 kernels-bcc: wheel kernels-apt bcc
 	$(VENV)/bin/python -m tests.kernels.matrix --kernels bookworm-bcc
+
+# Per-event cost in an exec storm, side by side with the floor, libbpf-tools, auditd (issue 15).
+# Installs its own bench-only packages (libbpf-tools, auditd; py-spy for --profile) on first use.
+# ARGS: e.g. ARGS=--quick, ARGS='--collector A=/path/a --collector B=/path/b', ARGS=--profile
+.PHONY: bench-storm
+bench-storm: setup
+	$(VENV)/bin/python bench/storm.py $(ARGS)
