@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -417,13 +418,14 @@ def test_ids_beyond_31_bits_reach_avro_files_intact(tmp_path: Path) -> None:
     with CollectorProcess("--sink", "file", "--file-path", str(path), "--file-format", "avro",
                           "--no-procfs-events") as c:
         c.wait_attached()
+        marker = f"big-ids-{uuid.uuid4().hex[:10]}"  # another run of this test may share the host
         p = subprocess.Popen(["setpriv", f"--reuid={big}", f"--regid={big}", "--clear-groups",
-                              "/bin/true", "big-ids"])
+                              "/bin/true", marker])
         assert p.wait() == 0
         time.sleep(0.5)
         line = stop_ok(c)
     assert stat_value(line, "dropped", "file") == 0
-    mine = [e for e in read_events(path) if e["process"]["args"] == ["/bin/true", "big-ids"]]
+    mine = [e for e in read_events(path) if e["process"]["args"] == ["/bin/true", marker]]
     assert [e["event_type"] for e in mine] == ["process_exec", "process_exit"]
     for e in mine:
         assert (e["process"]["uid"], e["process"]["euid"]) == (big, big)
