@@ -41,3 +41,23 @@ def test_a_document_that_is_not_json_changes_nothing() -> None:
     stats = ProducerStats()
     stats("{not json")
     assert (stats.retries, stats.leader_changes) == (0, 0)
+
+
+def brokers(states: dict[str, tuple[int, str]]) -> str:
+    """broker name → (nodeid, state), as librdkafka's `brokers` object."""
+    return orjson.dumps({"brokers": {n: {"name": n, "nodeid": i, "state": s}
+                                     for n, (i, s) in states.items()}}).decode()
+
+
+def test_a_node_whose_connection_leaves_up_is_reported_once() -> None:
+    lost: list[tuple[str, str]] = []
+    stats = ProducerStats(lambda name, state: lost.append((name, state)))
+    a, b, boot = "127.0.0.1:1/1", "127.0.0.1:2/2", "127.0.0.1:1/bootstrap"
+    stats(brokers({a: (1, "INIT"), b: (2, "UP"), boot: (-1, "UP")}))
+    stats(brokers({a: (1, "UP"), b: (2, "UP"), boot: (-1, "DOWN")}))  # bootstrap: not a node
+    assert lost == []  # INIT -> UP is a connection made, not one lost
+    stats(brokers({a: (1, "TRY_CONNECT"), b: (2, "UP"), boot: (-1, "DOWN")}))
+    stats(brokers({a: (1, "CONNECT"), b: (2, "UP"), boot: (-1, "DOWN")}))  # still down: once
+    assert lost == [(a, "TRY_CONNECT")]
+    stats(brokers({a: (1, "UP"), b: (2, "DOWN"), boot: (-1, "DOWN")}))
+    assert lost == [(a, "TRY_CONNECT"), (b, "DOWN")]

@@ -83,7 +83,7 @@ class Rounds:
         self._fatal: str | None = None
         self._last_logged: dict[str, float] = {}
         self._retired_retries = self._retired_leader_changes = 0  # of producers replaced
-        self.producer_stats = ProducerStats()
+        self.producer_stats = ProducerStats(self.on_broker_lost)
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Any:
@@ -130,6 +130,16 @@ class Rounds:
                             "broker's certificate", text)
         else:
             self._log_every(err.name(), 30.0, "kafka: %s: %s", err.name(), text)
+
+    def on_broker_lost(self, name: str, state: str) -> None:
+        """From the statistics: a node's connection is no longer UP (librdkafka's
+        error_cb may never say so, see producer_stats)."""
+        if "," in self.config["bootstrap.servers"] and not self.refused():
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+            self._log_every(f"unreachable {name}", 30.0, "kafka: broker %s unreachable "
+                            "(connection lost, now %s); its partitions wait for a new leader "
+                            "(counted as producer_retries, not drops)", name, state)
 
     def refused(self, within: float = 60.0) -> bool:
         """The broker answered but refused us (authentication or TLS) lately."""
@@ -206,7 +216,7 @@ class Rounds:
         """After a fatal error (idempotence state lost) the producer is unusable."""
         self._retired_retries += self.producer_stats.retries
         self._retired_leader_changes += self.producer_stats.leader_changes
-        self.producer_stats = ProducerStats()
+        self.producer_stats = ProducerStats(self.on_broker_lost)
         old, self.producer, self._fatal = self.producer, self._new_producer(), None
         old.purge()
         old.flush(0)

@@ -14,9 +14,17 @@ the number of re-sends: a lower bound while messages still wait for their
 first transmission, exact once the partition's queue is empty. The per-request
 `txretries` counter is of no use here: a re-send after a leader change is a
 new request, not a retried one (measured: it stays 0 through a leader kill).
+
+A broker whose connection went from UP to anything else is reported to
+`on_broker_lost`: librdkafka's error_cb says nothing when an idle connection
+drops, and nothing later either once the metadata names a new leader and it
+no longer tries to reconnect (measured in the cluster tests: the second
+killed node of a run was reported only now and then).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import orjson
 
@@ -29,10 +37,12 @@ class ProducerStats:
     only ever growing. One per producer (librdkafka's counters start at 0 with
     each new producer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_broker_lost: Callable[[str, str], None] | None = None) -> None:
         self.retries = 0  # messages librdkafka transmitted again
         self.leader_changes = 0  # a partition's leader moved from one broker to another
         self._leaders: dict[tuple[str, int], int] = {}
+        self._on_broker_lost = on_broker_lost
+        self._broker_up: dict[str, bool] = {}
 
     def __call__(self, raw: str) -> None:
         try:
@@ -54,3 +64,10 @@ class ProducerStats:
                     self.leader_changes += 1
                 self._leaders[(topic, partition)] = leader
         self.retries = max(self.retries, resent)
+        for name, b in doc.get("brokers", {}).items():
+            if b.get("nodeid", -1) < 0:  # a bootstrap address, not yet a known node
+                continue
+            up = b.get("state") == "UP"
+            if self._broker_up.get(name) and not up and self._on_broker_lost is not None:
+                self._on_broker_lost(name, str(b.get("state")))
+            self._broker_up[name] = up
