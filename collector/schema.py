@@ -13,8 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import fastavro
-
 SCHEMA_FILE = "process_event.avsc"
 
 
@@ -37,6 +35,8 @@ def raw_schema() -> dict[str, Any]:
 @functools.cache
 def parsed_schema() -> dict[str, Any]:
     """fastavro's parsed form, for writers and validation."""
+    import fastavro  # here: 8 MiB of resident libraries a JSON-only collector never uses
+
     result = fastavro.parse_schema(raw_schema())
     assert isinstance(result, dict)
     return result

@@ -38,13 +38,45 @@ class Delivery:
         self.abandon = abandon  # the shutdown deadline passed: stop retrying
 
     def deliver(self, batch: list[Any]) -> None:
+        # The first attempt outside tenacity: building its loop costs more than a
+        # whole batch of stdout lines, and almost every batch goes through at once.
+        # A failure of it enters the loop as that loop's first failed attempt, so
+        # the back-off, the retry count and the elapsed limit are as before.
+        stats = self.stats
+        try:
+            self.sink.write_batch(batch)
+        except PartialWriteError as exc:
+            stats.written += len(batch) - len(exc.remaining)
+            self._retry(exc.remaining, exc)
+            return
+        except TransientSinkError as exc:
+            self._retry(batch, exc)
+            return
+        except SinkError:
+            stats.dropped["sink_failed"] += len(batch)
+            stats.take_give_ups(self.sink)
+            raise
+        except BaseException:
+            stats.take_give_ups(self.sink)
+            raise
+        stats.written += len(batch)
+        stats.batches += 1
+        stats.retrying = None
+        stats.take_give_ups(self.sink)
+
+    def _retry(self, batch: list[Any], first: TransientSinkError) -> None:
+        """The RetryPolicy's loop for a batch whose first write failed with `first`."""
         pending = batch
         stats = self.stats
+        failed: TransientSinkError | None = first
         while True:
             try:
                 for attempt in self.settings.retry.retrying(self.abandon,
                                                             before_sleep=self._before_sleep):
                     with attempt:
+                        if failed is not None:  # the attempt deliver() made
+                            exc, failed = failed, None
+                            raise exc
                         try:
                             self.sink.write_batch(pending)
                         except PartialWriteError as exc:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from collector.config import BY_KEY
 from collector.errors import PrivilegeError, ProbeError
-from collector.probe import features, libbpf, rodata
+from collector.probe import features, libbpf, ringbuf, rodata
 from collector.probe.features import Variants
-from collector.probe.layout import ARGS_MAX_LIMIT, EXIT_CLAIMS_MAX, DropReason
+from collector.probe.layout import ARGS_MAX_LIMIT, EXIT_CLAIMS_MAX, RECORD_MAX, DropReason
 from collector.probe.privileges import missing_privileges
 from collector.probe.verifier_log import decisive
 
@@ -65,6 +65,7 @@ class CoreProbe:
         variants: dict[str, str] | None = None,
         btf_path: Path | None = None,
         exit_claims_max: int = EXIT_CLAIMS_MAX,
+        ring_reader: str = "auto",
     ) -> None:
         self.args_max = args_max if args_max is not None else _default("capture.args_max_bytes")
         if not 0 < self.args_max <= ARGS_MAX_LIMIT:
@@ -78,10 +79,16 @@ class CoreProbe:
         self.btf_path = btf_path or features.btf_path()
         self._forced = variants
         self.exit_claims_max = exit_claims_max
+        if ring_reader not in ("auto", "mapped", "libbpf"):
+            raise ValueError("ring_reader must be auto, mapped or libbpf")
+        # mapped: records read from the ring's mapping, no Python call per record
+        # (collector/probe/ringbuf.py); libbpf: its callback per record (the reference)
+        self.ring_reader = ("mapped" if ringbuf.available() else "libbpf") \
+            if ring_reader == "auto" else ring_reader
         self.variants: Variants | None = None  # known after start()
         self._obj = 0
         self._links: list[int] = []
-        self._rb: libbpf.RingBuffer | None = None
+        self._rb: libbpf.RingBuffer | ringbuf.MappedRing | None = None
         self._drops_fd = -1
         self._prog_fds: dict[str, int] = {}
         self._ncpu = 1
@@ -150,7 +157,9 @@ class CoreProbe:
             self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog), f"attaching {name}"))
             self._prog_fds[name] = lib.bpf_program__fd(prog)
         self._drops_fd = lib.bpf_map__fd(self._map("drops"))
-        self._rb = libbpf.RingBuffer(lib.bpf_map__fd(self._map("events")))
+        events_fd = lib.bpf_map__fd(self._map("events"))
+        self._rb = (ringbuf.MappedRing(events_fd, self.ring_buffer_bytes, RECORD_MAX)
+                    if self.ring_reader == "mapped" else libbpf.RingBuffer(events_fd))
 
     def _choose_programs(self, lib: ctypes.CDLL, wanted: set[str]) -> set[str]:
         """Autoload exactly the wanted programs: the others are never verified."""

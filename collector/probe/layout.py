@@ -100,6 +100,8 @@ EXEC_FIXED = _struct("exec_event")  # followed by char data[]
 EXIT_EVENT = _struct("exit_event")
 FORK_EVENT = _struct("fork_event")
 EXEC_DATA_OFFSET = EXEC_FIXED.size
+# The longest record the BPF side submits: a whole struct exec_event.
+RECORD_MAX = EXEC_DATA_OFFSET + int(RecordLimits.EXEC_DATA_LEN)
 
 # Sizes the BTF of the object must show for the structs it describes.
 STRUCT_SIZES = {name: _struct(name).size for name in FIELDS}

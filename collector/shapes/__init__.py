@@ -22,9 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import fastavro
 import orjson
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from collector.export.options import SHAPE_NAMES
 from collector.schema import schema_dir
@@ -48,6 +46,8 @@ class Shape:
 
     @functools.cached_property
     def parsed_schema(self) -> dict[str, Any]:
+        import fastavro  # only where Avro is written: its libraries are 8 MiB resident
+
         result = fastavro.parse_schema(self.raw_schema)
         assert isinstance(result, dict)
         return result
@@ -55,6 +55,8 @@ class Shape:
     @functools.cached_property
     def fingerprint(self) -> bytes:
         """CRC-64-AVRO of the canonical form, 8 bytes little-endian (single-object)."""
+        from fastavro.schema import fingerprint, to_parsing_canonical_form
+
         return bytes.fromhex(fingerprint(to_parsing_canonical_form(self.raw_schema), "CRC-64-AVRO"))
 
     def json_encoder(self) -> Callable[[Event], bytes]:
@@ -106,6 +108,8 @@ class Shape:
                 return fast(record)
             except (Slow, UnicodeEncodeError):  # a value the plan does not expect: fastavro's
                 pass
+        import fastavro
+
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.parsed_schema, record)
         return buf.getvalue()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -19,20 +20,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import fastavro
-from fastavro.schema import to_parsing_canonical_form
-from fastavro.write import Writer
-
 from collector.schema import parsed_schema, raw_schema
 
 AVRO_MAGIC = b"Obj\x01"
-# The OCF header as the Avro spec defines it, read with fastavro itself.
-_OCF_HEADER = fastavro.parse_schema({
-    "type": "record", "name": "org.apache.avro.file.Header", "fields": [
-        {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
-        {"name": "meta", "type": {"type": "map", "values": "bytes"}},
-        {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
-    ]})
+# fastavro is imported where Avro files are written or read, not at start: a
+# JSON-lines collector does not need its 8 MiB of resident libraries.
+
+
+@functools.cache
+def _ocf_header() -> Any:
+    """The OCF header as the Avro spec defines it, read with fastavro itself."""
+    import fastavro
+
+    return fastavro.parse_schema({
+        "type": "record", "name": "org.apache.avro.file.Header", "fields": [
+            {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
+            {"name": "meta", "type": {"type": "map", "values": "bytes"}},
+            {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
+        ]})
 _NO_BLOCK_LIMIT = 1 << 62  # the Writer's own buffer is never cut into blocks
 
 
@@ -58,6 +63,8 @@ def jsonl_good_end(fd: int, size: int) -> int:
 def schema_form(schema: dict[str, Any] | None = None) -> str:
     """The canonical form of the schema written (default: the native one), which an
     existing file must have to be continued."""
+    from fastavro.schema import to_parsing_canonical_form
+
     return to_parsing_canonical_form(raw_schema() if schema is None else schema)
 
 
@@ -78,6 +85,8 @@ class OcfFraming:
         """`parsed`: the fastavro-parsed schema of the records (default: the native one)."""
         self.codec = codec
         self.sync = sync
+        from fastavro.write import Writer
+
         self._buf = io.BytesIO()
         self._writer = Writer(self._buf, parsed_schema() if parsed is None else parsed,
                               codec=codec,
@@ -122,7 +131,10 @@ class OcfFile:
 def read_ocf(f: BinaryIO, size: int) -> OcfFile | None:
     """An existing container file, or None when even its header is incomplete or foreign."""
     try:
-        header = fastavro.schemaless_reader(f, _OCF_HEADER, None)
+        import fastavro
+        from fastavro.schema import to_parsing_canonical_form
+
+        header = fastavro.schemaless_reader(f, _ocf_header(), None)
     except Exception:  # EOF or garbage inside the header: fastavro raises several kinds
         return None
     if not isinstance(header, dict) or header.get("magic") != AVRO_MAGIC:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import re
 
-import fastavro
-
 from collector.export import SCHEMA_OPTION, Option
 
 FORMATS = ("jsonl", "avro")
@@ -44,6 +42,8 @@ OPTIONS = (
 
 def codec_usable(codec: str) -> str | None:
     """None if fastavro can write `codec` here, else why not (its own words)."""
+    import fastavro  # only where Avro files are written (8 MiB of resident libraries)
+
     probe = {"type": "record", "name": "Probe", "fields": [{"name": "a", "type": "int"}]}
     try:
         fastavro.writer(io.BytesIO(), probe, [{"a": 1}], codec=codec)

@@ -8,7 +8,6 @@ import struct
 from dataclasses import dataclass
 
 from collector import shapes
-from collector.encode import avro
 from collector.export import Event
 from collector.schema import EVENT_TYPES
 
@@ -38,6 +37,12 @@ class Framing:
     single-object, or Confluent (once the registry gave the schema's id)."""
 
     def __init__(self, fmt: str, schema: str = "native") -> None:
+        # here, not at import: the CLI imports every sink class for its options,
+        # and fastavro's libraries are 8 MiB resident in a collector without Kafka
+        from collector.encode import avro
+
+        self._single_object_magic = avro.SINGLE_OBJECT_MAGIC
+        self._confluent_magic = avro.CONFLUENT_MAGIC
         self.format = fmt
         self.shape = shapes.get(schema)
         self.schema_id: int | None = None
@@ -49,10 +54,10 @@ class Framing:
         if self.format == "json":
             value = self._json(event)[:-1]  # the stdout line; an exact-size copy
         elif self.format == "avro-single-object":
-            value = avro.SINGLE_OBJECT_MAGIC + self.shape.fingerprint + self._datum(event)
+            value = self._single_object_magic + self.shape.fingerprint + self._datum(event)
         else:  # avro: open() registered the schema before any event is encoded
             assert self.schema_id is not None
-            value = avro.CONFLUENT_MAGIC + struct.pack(">I", self.schema_id) + self._datum(event)
+            value = self._confluent_magic + struct.pack(">I", self.schema_id) + self._datum(event)
         return Message(value, event["process"]["exec_id"].encode(), event["event_type"])
 
     def headers(self) -> Headers:
