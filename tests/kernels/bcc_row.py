@@ -27,6 +27,8 @@ from tests.support import bcc_guest
 from tests.support.bcc_headers import header_trees
 from tests.support.cache import cache_root
 
+REPO = Path(__file__).resolve().parents[2]
+
 NAME = "bookworm-bcc"
 LABEL = "6.1-bcc"
 BCC_SYSTEM = Path("/usr/lib/python3/dist-packages/bcc")
@@ -72,6 +74,9 @@ def run(venv: Path, checks: Path, build: Path) -> tuple[str, float, str]:
     log = build / f"serial-{NAME}.log"
     log.unlink(missing_ok=True)
     out = Path(tempfile.mkdtemp(prefix="bcc-row-", dir=build))  # the guest's only writable share
+    # the guest mounts a tmpfs of its own on /tmp: the checkout (venv, checks) and the
+    # cache (headers) are shared again read-only, in case they live under /tmp (a CI clone)
+    shares = [REPO.resolve(), cache_root().resolve()]
     try:
         with tempfile.TemporaryDirectory(dir=build) as work:
             image = bcc_guest.initramfs(modules, Path(work))
@@ -79,10 +84,14 @@ def run(venv: Path, checks: Path, build: Path) -> tuple[str, float, str]:
             script.write_text(SCRIPT.format(cache=cache_root(), venv=venv, checks=checks))
             cmd = [*QEMU, "-kernel", str(vmlinuz), "-initrd", str(image),
                    "-append", f"console=ttyS0 quiet loglevel=1 panic=-1 no_timer_check "
-                              f"BCC_GUEST_SCRIPT={script} BCC_GUEST_OUT={out}",
+                              f"BCC_GUEST_SCRIPT={script} BCC_GUEST_OUT={out} "
+                              + " ".join(f"BCC_GUEST_RO{i}={d}" for i, d in enumerate(shares)),
                    "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                               "multidevs=remap",
                    "-virtfs", f"local,path={out},mount_tag=out,security_model=none"]
+            for i, d in enumerate(shares):  # init.c mounts them over the guest's own /tmp
+                cmd += ["-virtfs", f"local,path={d},mount_tag=ro{i},security_model=none,"
+                                   "readonly=on,multidevs=remap"]
             t0 = time.monotonic()
             with open(log, "wb") as f:
                 try:

@@ -31,6 +31,23 @@ static void die(const char *what)
 	exit(1);
 }
 
+#define MAX_RO_SHARES 2
+
+/* mkdir -p; a directory that exists (or a read-only parent that holds it) is fine */
+static void mkdir_p(const char *dir)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", dir);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(buf, 0755);
+			*p = '/';
+		}
+	}
+	mkdir(buf, 0755);
+}
+
 static void must_mount(const char *src, const char *dst, const char *type, unsigned long flags,
 		       const char *data)
 {
@@ -60,8 +77,23 @@ int main(void)
 	must_mount("devtmpfs", "/host/dev", "devtmpfs", 0, NULL);
 	must_mount("tmpfs", "/host/tmp", "tmpfs", 0, "size=1g");
 	must_mount("tmpfs", "/host/run", "tmpfs", 0, NULL);
+	/* the checkout and the cache again, read-only, over the guest's own /tmp: a
+	 * checkout under /tmp (a CI clone) would be hidden by it otherwise */
+	for (int i = 0; i < MAX_RO_SHARES; i++) {
+		char name[32], tag[8];
+		snprintf(name, sizeof(name), "BCC_GUEST_RO%d", i);
+		const char *ro = getenv(name);
+		if (!ro)
+			continue;
+		snprintf(path, sizeof(path), "/host%s", ro);
+		mkdir_p(path);
+		snprintf(tag, sizeof(tag), "ro%d", i);
+		must_mount(tag, path, "9p", MS_RDONLY,
+			   "trans=virtio,version=9p2000.L,msize=512000,cache=loose");
+	}
 	if (out) {
 		snprintf(path, sizeof(path), "/host%s", out);
+		mkdir_p(path);
 		must_mount("out", path, "9p", 0, "trans=virtio,version=9p2000.L");
 	}
 	/* as switch_root does: the host's root becomes "/" of the mount tree, so paths
