@@ -30,40 +30,20 @@ COLLECTOR = str(Path(sys.executable).with_name("collector"))
 RESULTS = REPO / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
 
-SPAWNER_C = r"""
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <time.h>
-extern char **environ;
-int main(int argc, char **argv) {
-    double secs = atof(argv[1]);
-    long n = 0;
-    char *args[] = {"/bin/true", NULL};
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        pid_t pid;
-        if (posix_spawn(&pid, "/bin/true", NULL, NULL, args, environ) == 0) {
-            waitpid(pid, NULL, 0);
-            n++;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
-    }
-    printf("%ld\n", n);
-    return 0;
-}
-"""
 
 
 def build_spawner(workdir: Path) -> str:
-    src = workdir / "spawner.c"
-    src.write_text(SPAWNER_C)
+    """The storm worker of every bench (bench/storm/spawner.c, built by its Makefile):
+    `spawner SECONDS [MARKER]` prints the processes spawned and the spawns failed."""
     exe = workdir / "spawner"
-    subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
+    subprocess.run(["make", "-s", "-C", str(Path(__file__).resolve().parent / "storm"),
+                    f"OUT={workdir}", str(exe)], check=True)
     return str(exe)
+
+
+def spawned(out: bytes) -> int:
+    """The count a spawner printed."""
+    return int(out.split()[0])
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -139,7 +119,7 @@ def burst(n: int) -> dict[str, float]:
 
 def storm(spawner: str, seconds: float) -> float:
     procs = [subprocess.Popen([spawner, str(seconds)], stdout=subprocess.PIPE) for _ in range(2)]
-    total = sum(int(p.communicate()[0]) for p in procs)
+    total = sum(spawned(p.communicate()[0]) for p in procs)
     return total / seconds
 
 

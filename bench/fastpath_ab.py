@@ -33,43 +33,11 @@ import time
 import uuid
 from pathlib import Path
 
+from capture_bench import build_spawner, spawned  # bench/ is the script's folder
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
-SPAWNER_C = r"""
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <time.h>
-extern char **environ;
-int main(int argc, char **argv) {
-    double secs = atof(argv[1]);
-    long n = 0;
-    char *args[] = {"/bin/true", argv[2], NULL};
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        pid_t pid;
-        if (posix_spawn(&pid, "/bin/true", NULL, NULL, args, environ) == 0) {
-            waitpid(pid, NULL, 0);
-            n++;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
-    }
-    printf("%ld\n", n);
-    return 0;
-}
-"""
-
-
-def build_spawner(workdir: Path) -> str:
-    src = workdir / "spawner.c"
-    src.write_text(SPAWNER_C)
-    exe = workdir / "spawner"
-    subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
-    return str(exe)
 
 
 def sched_ns(pid: int) -> int:
@@ -96,7 +64,7 @@ def hwm_mib(pid: int) -> float:
 def storm(spawner: str, seconds: float, marker: str) -> int:
     procs = [subprocess.Popen([spawner, str(seconds), marker], stdout=subprocess.PIPE)
              for _ in range(2)]
-    return sum(int(p.communicate()[0]) for p in procs)
+    return sum(spawned(p.communicate()[0]) for p in procs)
 
 
 def counter(stats: str, name: str) -> int:

@@ -1,8 +1,9 @@
 /*
  * One storm worker: posix_spawn /bin/true and reap it, as fast as it can, for
- * argv[1] seconds, then print how many processes it spawned. Its pid is the
- * parent pid of every process it spawns: that is how bench/storm.py tells the
- * storm's processes (the markers) from everything else on the machine.
+ * argv[1] seconds, then print how many processes it spawned (and how many
+ * spawns failed). Its pid is the parent pid of every process it spawns: that is
+ * how bench/storm.py tells the storm's processes (the markers) from everything
+ * else on the machine; the other benches pass a MARKER argument for /bin/true.
  */
 #include <spawn.h>
 #include <stdio.h>
@@ -22,12 +23,12 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	char *args[] = {"/bin/true", NULL};
+	char *args[] = {"/bin/true", argc > 2 ? argv[2] : NULL, NULL};
 	double end;
 	long n = 0, failed = 0;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: spawner SECONDS\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: spawner SECONDS [MARKER]\n");
 		return 2;
 	}
 	end = now() + atof(argv[1]);
