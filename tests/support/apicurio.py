@@ -43,10 +43,12 @@ from typing import Any
 try:
     from .cache import cache_dir
     from .maven import fetch_artifact, locked
+    from .processes import stop_gracefully
     from .tls import TlsFiles
 except ImportError:  # run as a script
     from cache import cache_dir  # type: ignore[no-redef,import-not-found,unused-ignore]
     from maven import fetch_artifact, locked  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from processes import stop_gracefully  # type: ignore[no-redef,import-not-found,unused-ignore]
     from tls import TlsFiles  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 VERSION = "3.3.3"
@@ -178,13 +180,7 @@ class ApicurioRegistry:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_gracefully(self.proc, 30)
         self.proc = None
 
     def restart(self) -> None:

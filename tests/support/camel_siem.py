@@ -37,8 +37,10 @@ from typing import Any
 
 try:
     from .maven import fetch_with_dependencies
+    from .processes import stop_gracefully
 except ImportError:  # run as a script
     from maven import fetch_with_dependencies  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from processes import stop_gracefully  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 CAMEL = "4.22.0"
 APICURIO_SERDE = "2.6.13.Final"
@@ -194,13 +196,7 @@ class CamelAvroConsumer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_gracefully(self.proc, 30)
         self.proc = None
 
     def __enter__(self) -> CamelAvroConsumer:

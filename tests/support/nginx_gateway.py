@@ -29,9 +29,11 @@ from pathlib import Path
 try:
     from .cache import cache_dir
     from .maven import locked
+    from .processes import stop_gracefully
 except ImportError:  # run as a script
     from cache import cache_dir  # type: ignore[no-redef,import-not-found,unused-ignore]
     from maven import locked  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from processes import stop_gracefully  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 
 class GatewayError(RuntimeError):
@@ -171,13 +173,7 @@ class RegistryGateway:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()  # the master stops its worker
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_gracefully(self.proc, 15)  # the master stops its worker
         self.proc = None
 
     def __enter__(self) -> RegistryGateway:

@@ -27,7 +27,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -40,6 +39,7 @@ from typing import Any
 try:
     from .cache import cache_dir
     from .maven import fetch_artifact, fetch_with_dependencies, locked
+    from .processes import stop_gracefully
 except ImportError:  # run as a script
     from cache import cache_dir  # type: ignore[no-redef,import-not-found,unused-ignore]
     from maven import (  # type: ignore[no-redef,import-not-found,unused-ignore]
@@ -47,6 +47,7 @@ except ImportError:  # run as a script
         fetch_with_dependencies,
         locked,
     )
+    from processes import stop_gracefully  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 VERSION = "3.8.0"
 COORDS = f"org.opensearch.distribution.integ-test-zip:opensearch:{VERSION}:zip"
@@ -215,13 +216,7 @@ class OpenSearchNode:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # runuser and the JVM: this node's group
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_gracefully(self.proc, 60, group=True)  # runuser and the JVM: this node's group
         self.proc = None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
