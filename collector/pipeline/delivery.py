@@ -59,10 +59,14 @@ class Delivery:
         except BaseException:
             stats.take_give_ups(self.sink)
             raise
-        stats.written += len(batch)
-        stats.batches += 1
-        stats.retrying = None
+        self._delivered(len(batch))
         stats.take_give_ups(self.sink)
+
+    def _delivered(self, count: int) -> None:
+        """A batch (or what was left of it) went through: counted, and no retry is pending."""
+        self.stats.written += count
+        self.stats.batches += 1
+        self.stats.retrying = None
 
     def _retry(self, batch: list[Any], first: TransientSinkError) -> None:
         """The RetryPolicy's loop for a batch whose first write failed with `first`."""
@@ -83,9 +87,7 @@ class Delivery:
                             stats.written += len(pending) - len(exc.remaining)
                             pending = exc.remaining
                             raise
-                stats.written += len(pending)
-                stats.batches += 1
-                stats.retrying = None
+                self._delivered(len(pending))
                 return
             except TransientSinkError as exc:
                 if not self._keep_trying(pending, exc):
