@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Process lifecycle probes: exec, exit (once per thread group) and fork,
- * on BTF-enabled tracepoints, sent to user space through one ring buffer.
+ * Process lifecycle probes: exec, exit (once per thread group) and fork
+ * (held back until it carries news: see "Forks held back"), on BTF-enabled
+ * tracepoints, sent to user space through one ring buffer.
  *
  * Everything is read at the event, in the kernel: a short-lived process is
  * gone from /proc before user space could look. Kernel structs are read with
@@ -28,9 +29,12 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define SIGNAL_GROUP_EXIT 0x00000004
+#define PF_EXITING 0x00000004
 #define EEXIST 17
 /* programs per tracepoint in the copies variant (the checker comes on top) */
 #define COPIES 3
+/* fork records held back at once (pending_forks); beyond it they are sent at the fork */
+#define PENDING_FORKS_MAX 8192
 
 /* struct mount embeds the struct vfsmount that paths point to */
 #define real_mount(vfsmnt) \
@@ -92,6 +96,17 @@ struct {
 	__type(value, __u8);
 } exit_claims SEC(".maps");
 
+/*
+ * Fork records held back (see "Forks held back" below): child tgid -> the
+ * record as it was at the fork. Full: the record is sent at once instead.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PENDING_FORKS_MAX);
+	__type(key, __u32);
+	__type(value, struct fork_event);
+} pending_forks SEC(".maps");
+
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
@@ -127,6 +142,54 @@ static __always_inline void fill_task_ids(struct task_ids *ids, struct task_stru
 	ids->start_ns = BPF_CORE_READ(leader, start_boottime);
 	ids->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	bpf_probe_read_kernel_str(ids->comm, sizeof(ids->comm), &task->comm);
+}
+
+/*
+ * Forks held back.
+ *
+ * Most new processes exec (or exit) at once, and their fork record tells
+ * user space nothing the exec does not: the parent it would name is the
+ * image the exec's ppid runs now. So the fork record waits in pending_forks
+ * and is sent only when it carries news:
+ *   - at the child's exit, when it never exec'd (a subshell, a worker): it
+ *     runs its forker's image, which only the fork record says;
+ *   - at the child's exec, when its real parent is no longer the forker's
+ *     image: the forker exited (the child was reparented), is exiting, or
+ *     exec'd since the fork (its self_exec_id moved past the child's
+ *     parent_exec_id, which copy_process set from it);
+ *   - when the child itself forks: its children's records name it;
+ *   - at the child's exec when the ring refused the exec record (counted):
+ *     the exit that follows then names the image the fork record gives.
+ * Otherwise it is dropped unsent. A sent record is the one saved at the
+ * fork (its time and ids), ahead of the record that sent it, so user space
+ * sees the same facts in the same order, only later.
+ *
+ * At exec the decision is taken after the exec record is in the ring, in a
+ * slot reserved before it: a forker whose exit record got into the ring
+ * before the exec record had set PF_EXITING before that (do_exit sets it
+ * first), and the ring's lock orders the two, so the check sees it.
+ */
+static __always_inline void send_pending_fork(__u32 tgid)
+{
+	struct fork_event *saved = bpf_map_lookup_elem(&pending_forks, &tgid);
+
+	if (!saved)
+		return;
+	if (bpf_ringbuf_output(&events, saved, sizeof(*saved), wakeup_flag()))
+		count_drop(DROP_FORK);
+	bpf_map_delete_elem(&pending_forks, &tgid);
+}
+
+/* The exec'ing task's forker still runs the image it forked from. */
+static __always_inline bool forker_unchanged(struct task_struct *task, __u32 forker)
+{
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+
+	if (BPF_CORE_READ(parent, tgid) != forker)
+		return false;
+	if (BPF_CORE_READ(parent, flags) & PF_EXITING)
+		return false;
+	return BPF_CORE_READ(parent, self_exec_id) == BPF_CORE_READ(task, parent_exec_id);
 }
 
 /*
@@ -259,6 +322,46 @@ static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct 
 	return w->off;
 }
 
+/* The exec record, behind the child's held-back fork record if that has news. */
+static __always_inline bool output_exec(struct exec_event *e, __u32 size)
+{
+	if (bpf_ringbuf_output(&events, e, size, wakeup_flag())) {
+		count_drop(DROP_EXEC);
+		return false;
+	}
+	return true;
+}
+
+static __always_inline int send_exec(struct task_struct *task, struct exec_event *e, __u32 size)
+{
+	__u32 tgid = e->task.pid, forker;
+	struct fork_event *saved = bpf_map_lookup_elem(&pending_forks, &tgid);
+	struct fork_event *slot;
+
+	if (!saved) {
+		output_exec(e, size);
+		return 0;
+	}
+	/* straight-line paths, one per outcome: older verifiers lose track of a
+	 * reservation that is held or not depending on an earlier branch */
+	forker = saved->task.ppid;
+	slot = bpf_ringbuf_reserve(&events, sizeof(*slot), 0);
+	if (!slot) {
+		count_drop(DROP_FORK);
+		bpf_map_delete_elem(&pending_forks, &tgid);
+		output_exec(e, size);
+		return 0;
+	}
+	__builtin_memcpy(slot, saved, sizeof(*slot));
+	bpf_map_delete_elem(&pending_forks, &tgid);
+	/* an exec the ring refused makes the fork news: the exit will need it */
+	if (output_exec(e, size) && forker_unchanged(task, forker))
+		bpf_ringbuf_discard(slot, BPF_RB_NO_WAKEUP);
+	else
+		bpf_ringbuf_submit(slot, wakeup_flag());
+	return 0;
+}
+
 static __always_inline int record_exec(struct task_struct *task, struct linux_binprm *bprm,
 				       bool bounded, __u32 copy)
 {
@@ -338,9 +441,7 @@ static __always_inline int record_exec(struct task_struct *task, struct linux_bi
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->hdr.size = size;
-	if (bpf_ringbuf_output(&events, e, size, wakeup_flag()))
-		count_drop(DROP_EXEC);
-	return 0;
+	return send_exec(task, e, size);
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -366,6 +467,7 @@ static __always_inline int record_exit(struct task_struct *task)
 		bpf_map_delete_elem(&ignored, &tgid);
 		return 0;
 	}
+	send_pending_fork(tgid);  /* it never exec'd: it ran its forker's image */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DROP_EXIT);
@@ -474,7 +576,7 @@ int BPF_PROG(release_exit_claim, struct task_struct *task)
 
 static __always_inline int fork_body(struct task_struct *parent, struct task_struct *child)
 {
-	struct fork_event *e;
+	struct fork_event rec = {}, *e = &rec;  /* 64 bytes: the stack holds it */
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	__u8 one = 1;
@@ -486,16 +588,16 @@ static __always_inline int fork_body(struct task_struct *parent, struct task_str
 		bpf_map_update_elem(&ignored, &ctgid, &one, BPF_ANY);
 		return 0;
 	}
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DROP_FORK);
-		return 0;
-	}
+	send_pending_fork(ptgid);  /* the child's records will name its parent */
 	e->hdr.kind = EVENT_FORK;
 	e->hdr.size = sizeof(*e);
 	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
 	fill_task_ids(&e->task, child);
-	bpf_ringbuf_submit(e, wakeup_flag());
+	if (bpf_map_update_elem(&pending_forks, &ctgid, e, BPF_ANY) == 0)
+		return 0;
+	/* no room to hold it back: send it now */
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), wakeup_flag()))
+		count_drop(DROP_FORK);
 	return 0;
 }
 

@@ -3,6 +3,8 @@
  * The bcc backend's probes: the same exec, exit (once per thread group) and
  * fork records as process.bpf.c, in the same layout (process.h), for hosts
  * where the CO-RE object cannot load. bcc compiles this file on the host.
+ * Unlike process.bpf.c it sends every fork record at the fork (it does not
+ * hold them back): user space takes either, a held-back record only later.
  *
  * Kernel structs are never read through header types: headers of another
  * kernel give wrong offsets without any error. Every member is read at

@@ -184,3 +184,48 @@ def test_orphan_ppid_is_the_kernels_reaper(collector: CollectorProcess) -> None:
     assert ex["signal"] == "SIGTERM"
     assert ex["parent"]["binary"] == SH
     assert ex["parent"]["flags"] == ["fork"]
+
+
+# The forker moves on before its child execs: the child waits (without forking)
+# until the pipe's write end closes, i.e. until the forker exec'd sleep (the end
+# is close-on-exec) or exited; then it execs true. The kernel holds the child's
+# fork record back and sends it at that exec (bpf/process.bpf.c, "Forks held
+# back"), when the forker's live image is no longer the one that forked.
+FORKER = """
+import os, sys, time
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.close(w)
+    os.read(r, 1)
+    time.sleep(0.2)
+    os.execv({true!r}, [{true!r}, "late-fork"])
+os.close(r)
+print(child, flush=True)
+if sys.argv[1] == "exec":
+    os.execv({sleep!r}, [{sleep!r}, "1"])
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("forker_then", ["exec", "exit"])
+def test_the_forker_stays_the_parent_when_it_moves_on_first(collector: CollectorProcess,
+                                                             forker_then: str) -> None:
+    with subprocess.Popen([PYTHON, "-c", FORKER.format(true=TRUE, sleep=SLEEP), forker_then],
+                          stdout=subprocess.PIPE, text=True) as helper:
+        assert helper.stdout is not None
+        child = int(helper.stdout.readline())
+        assert helper.wait(10) == 0
+    ex = exit_of(collector, child)
+    [child_exec] = execs_of(collector, child)
+    assert child_exec["process"]["args"] == [TRUE, "late-fork"]
+    forker_execs = execs_of(collector, helper.pid)
+    assert forker_execs[0]["process"]["binary"] == PYTHON
+    # the parent is the image that forked (python), not what the forker became
+    assert child_exec["parent"]["exec_id"] == forker_execs[0]["process"]["exec_id"]
+    assert child_exec["parent"]["binary"] == PYTHON
+    assert child_exec["process"]["parent_exec_id"] == forker_execs[0]["process"]["exec_id"]
+    if forker_then == "exec":
+        assert [e["process"]["binary"] for e in forker_execs] == [PYTHON, SLEEP]
+        assert forker_execs[1]["parent"]["exec_id"] == forker_execs[0]["process"]["exec_id"]
+    assert ex["parent"]["exec_id"] == forker_execs[0]["process"]["exec_id"]

@@ -9,7 +9,11 @@ the LRU of live images, the sweep for lost exits, and the lineage:
   that forked it; the forker stays the parent after it exits or after this
   process is reparented (the lineage is history, not the current tree);
 - fork: the child runs its parent's image under its own exec_id (flag
-  "fork") until it execs;
+  "fork") until it execs. The kernel holds most fork records back (those of
+  children that exec while their forker is unchanged) and sends the others
+  late, at the child's exec, exit or own fork: by then the forker may have
+  exec'd or exited, so the image it ran at the fork is looked up by time,
+  among live and recently ended images;
 - exit: the cached image with the exit status; `ppid` is the kernel's at
   exit, i.e. the reaper (init or a subreaper) when the parent died first.
 
@@ -53,6 +57,10 @@ Record = dict[str, Any]
 Redact = Callable[[list[str]], list[str]]
 
 TICK_NS = BootClock.boot_ns_from_ticks(1)  # /proc start times have this precision
+# images that ended (exit, or replaced by an exec) remembered for a fork record
+# the kernel held back and sent after its forker had moved on (bpf/process.bpf.c,
+# "Forks held back"): one per pid, the most recent ones
+ENDED_MAX = 512
 SWEEP_INTERVAL_S = 60.0
 USERS_FORGET_S = 600.0
 # flags that describe how an image was seen, not the image: a fork does not inherit them
@@ -112,6 +120,7 @@ class ProcessCache:
         self.cgroups = cgroups if cgroups is not None else CgroupResolver(cgroup2_mount())
         self.ignore_pid = ignore_pid  # the collector itself, skipped by the start-up scan
         self._live: OrderedDict[int, Entry] = OrderedDict()
+        self._ended: OrderedDict[int, Entry] = OrderedDict()  # see ENDED_MAX
         self._suspects: dict[int, Entry] = {}
         self.sweep_interval_s = sweep_interval_s
         now = time.monotonic()
@@ -339,13 +348,31 @@ class ProcessCache:
 
     # -- kernel facts in ---------------------------------------------------------
 
+    def _ended_image(self, pid: int, entry: Entry) -> None:
+        """Remember an image that ended (see ENDED_MAX)."""
+        ended = self._ended
+        ended.pop(pid, None)
+        ended[pid] = entry
+        if len(ended) > ENDED_MAX:
+            ended.popitem(last=False)
+
+    def _forker(self, pid: int, fork_ns: int) -> Entry | None:
+        """The image pid ran at fork_ns. The kernel may send a fork record late
+        (at the child's exec or exit), after the forker exec'd or exited: then
+        the image it ran at the fork is the one that ended, not the live one."""
+        live = self._live.get(pid)
+        if live is not None and live.begin_ns <= fork_ns:
+            return live
+        ended = self._ended.get(pid)
+        if ended is not None and ended.begin_ns <= fork_ns:
+            return ended
+        return live if live is not None else self._lookup(pid)
+
     def on_fork(self, rec: ForkRecord) -> None:
         t = rec.task
-        parent = self._live.get(t.ppid)
+        parent = self._forker(t.ppid, rec.ktime_ns)
         if parent is None:
-            parent = self._lookup(t.ppid)
-            if parent is None:
-                return  # parent gone already; the child's exec/exit will look it up
+            return  # parent gone already; the child's exec/exit will look it up
         self._put(t.pid, Entry(None, self._lineage(parent), t.start_ns, t.start_ns, True, False, t))
 
     def on_exec(self, rec: ExecRecord) -> Record:
@@ -393,6 +420,8 @@ class ProcessCache:
             namespaces=namespaces,
             flags=rec.flags,
         )
+        if previous is not None:
+            self._ended_image(pid, previous)
         self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
         return self._event(PROCESS_EXEC, rec.ktime_ns, process, lineage)
 
@@ -405,6 +434,7 @@ class ProcessCache:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)
         self._live.pop(t.pid, None)
+        self._ended_image(t.pid, entry)
         process = self.process_of(entry)
         if t.tid != process["tid"] or t.ppid != process["ppid"] or \
                 t.cgroup_id != process["cgroup_id"]:
