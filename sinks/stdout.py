@@ -7,14 +7,55 @@ error to report: the sink raises OutputClosed and the collector stops quietly.
 
 from __future__ import annotations
 
+import array
+import fcntl
+import io
 import os
+import stat
 import sys
-from collections.abc import Mapping, Sequence
+import termios
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, ClassVar
 
 from collector import shapes
 from collector.encode.compact import encode_compact_line
 from collector.export import SCHEMA_OPTION, Event, Option, OutputClosed, Sink, TransientSinkError
+
+
+def _room_check(stream: BinaryIO) -> Callable[[int], bool] | None:
+    """How to tell, without blocking, that a write of n bytes to the stream
+    returns at once: a regular file or /dev/null always; a pipe when that much
+    of its capacity is free (FIONREAD counts what its reader has not read yet);
+    None for anything else (a terminal, a socket, an in-memory stream)."""
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return lambda _n: True
+    if stat.S_ISCHR(st.st_mode):
+        try:
+            null = os.stat(os.devnull)
+        except OSError:
+            return None
+        return (lambda _n: True) if st.st_rdev == null.st_rdev else None
+    if not stat.S_ISFIFO(st.st_mode):
+        return None
+    try:
+        capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return None
+    unread = array.array("i", [0])
+
+    def room(n: int) -> bool:
+        try:
+            fcntl.ioctl(fd, termios.FIONREAD, unread, True)
+        except OSError:
+            return False
+        return capacity - unread[0] >= n
+
+    return room
 
 
 class BrokenPipe(OutputClosed):
@@ -40,6 +81,13 @@ class StdoutSink(Sink):
         self._encode = (encode_compact_line if self.format == "compact"
                         else self.shape.json_encoder())
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._room: Callable[[int], bool] | None = None  # see open()
+
+    def open(self) -> None:
+        self._room = _room_check(self._stream)
+
+    def writes_without_waiting(self, nbytes: int) -> bool:
+        return self._room is not None and self._room(nbytes)
 
     def encode(self, event: Event) -> bytes:
         return self._encode(event)

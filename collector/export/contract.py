@@ -147,11 +147,21 @@ class Sink(ABC):
     @abstractmethod
     def encode(self, event: Event) -> Any:
         """One event → one item for write_batch (usually bytes). Runs on the
-        sink's worker thread; len() of the result is what batch_bytes counts."""
+        sink's worker thread (or the reader's: see writes_without_waiting);
+        len() of the result is what batch_bytes counts."""
 
     @abstractmethod
     def write_batch(self, batch: Sequence[Any]) -> None:
         """Write every item, or raise. Returning means delivered."""
+
+    def writes_without_waiting(self, nbytes: int) -> bool:
+        """True when write_batch of items totalling nbytes would return at once,
+        without waiting on anything (a regular file; a pipe with that much room).
+        The core may then encode and write a poll's events on the reader thread,
+        sparing the hand-off to the worker (collector.pipeline.inline); the core
+        never calls into a sink from two threads at once. Must not block.
+        Default False: every event goes through the worker."""
+        return False
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything written so far durable/visible."""

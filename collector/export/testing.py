@@ -27,6 +27,7 @@ class MemorySink(Sink):
         fail_times: int = 0,
         error: Exception | None = None,
         delay_s: float = 0.0,
+        inline: bool = False,
     ) -> None:
         self.name = name
         super().__init__({})
@@ -37,13 +38,20 @@ class MemorySink(Sink):
         self.delay_s = delay_s
         self.calls = 0
         self.closed = False
+        #: what writes_without_waiting answers (the core may then write on the reader's thread)
+        self.inline = inline
+        self.writers: list[str] = []  # the thread of every write_batch call
         self._lock = threading.Lock()
+
+    def writes_without_waiting(self, nbytes: int) -> bool:
+        return self.inline
 
     def encode(self, event: Event) -> Any:
         return event
 
     def write_batch(self, batch: Sequence[Any]) -> None:
         self.calls += 1
+        self.writers.append(threading.current_thread().name)
         if self.delay_s:
             threading.Event().wait(self.delay_s)
         if self.fail_times != 0:

@@ -32,6 +32,7 @@ class SinkQueue:
         self.cond = threading.Condition()
         self._events: deque[Event] = deque()
         self.draining = False  # no more puts; the worker finishes what is queued
+        self.held = False  # the worker took events it has not delivered yet (see settle)
         self._put_deadline = float("inf")
 
     # -- the reader's side --------------------------------------------------------------
@@ -128,9 +129,21 @@ class SinkQueue:
                 return []
             n = min(len(queue), most)
             events = [queue.popleft() for _ in range(n)]
+            self.held = True
             self.stats.queue_depth = len(queue)
             self.cond.notify_all()  # room for a put() blocked on a full queue
         return events
+
+    def settle(self) -> None:
+        """The worker delivered (or gave up) everything it took."""
+        self.held = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing in the worker's hands, not draining: an event
+        written now by someone else cannot overtake an earlier one. Only the
+        reader puts, so once it sees idle, idle it stays until it puts."""
+        return not self._events and not self.held and not self.draining
 
     def give_back(self, events: list[Event]) -> None:
         """Events taken but not batched go back to the head of the queue, in order."""

@@ -3,6 +3,7 @@
     SinkQueue  (queue.py)     bounded queue + backpressure policy (reader side)
     Batcher    (batcher.py)   take → encode → batch limits
     Delivery   (delivery.py)  write with the RetryPolicy; what a failing batch becomes
+    InlineWriter (inline.py)  the reader writes a poll itself when that cannot wait
     SinkStats  (stats.py)     the counters, the sink's give-ups included
 
 Each sink gets its own worker thread, so a slow or failing sink does not
@@ -27,6 +28,7 @@ from collector.export.contract import Event, Sink, TransientSinkError
 from collector.export.policy import PipelineSettings
 from collector.pipeline.batcher import Batcher, Wake
 from collector.pipeline.delivery import Delivery
+from collector.pipeline.inline import InlineWriter
 from collector.pipeline.queue import SinkQueue
 from collector.pipeline.stats import SinkStats
 
@@ -55,6 +57,10 @@ class SinkWorker:
         self.batcher = Batcher(self.queue, settings, sink.encode, sink.name, self._reopen,
                                sink.idle_flush_s)
         self.delivery = Delivery(sink, settings, self.stats, self._abandon)
+        # every call into the sink holds it: the worker's, and the reader's inline writes
+        self._sink_lock = threading.Lock()
+        self.inline = InlineWriter(sink, settings, self.queue, self.stats, self._sink_lock,
+                                   self._fail, self._written_inline)
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
         sink.bind(settings)
 
@@ -70,13 +76,19 @@ class SinkWorker:
         try:
             self.sink.open()
             self._opened = True
+            self.inline.ready = True
         except TransientSinkError as exc:
             log.warning("sink %s: cannot open yet (%s); retrying", self.sink.name, exc)
             self.stats.retrying = f"cannot open: {exc}"
         self._thread.start()
 
     def put_many(self, events: list[Event]) -> None:
+        if self.inline.enabled and self.inline.write(events):
+            return
         self.queue.put_many(events)
+
+    def _written_inline(self) -> None:
+        self.batcher.dirty = True  # the idle flush (e.g. fsync interval) covers it too
 
     def put(self, event: Event) -> None:
         self.queue.put(event)
@@ -115,10 +127,13 @@ class SinkWorker:
     def _run(self) -> None:
         try:
             if not self._opened:
-                self.delivery.open()
+                with self._sink_lock:
+                    self.delivery.open()
                 self._opened = True
+                self.inline.ready = True
             self._loop()
-            self.sink.flush()
+            with self._sink_lock:
+                self.sink.flush()
         except SinkError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug in a sink must not kill the collector silently
@@ -136,13 +151,18 @@ class SinkWorker:
             if got is Wake.REOPEN:
                 self._reopen.clear()
                 try:
-                    self.sink.reopen()
+                    with self._sink_lock:
+                        self.sink.reopen()
                 except TransientSinkError as exc:  # the sink keeps its old target
                     log.warning("sink %s: reopen failed: %s", self.sink.name, exc)
             elif got is Wake.IDLE_FLUSH:
                 self._idle_flush()
             elif isinstance(got, list):
-                self.delivery.deliver(got)
+                try:
+                    with self._sink_lock:
+                        self.delivery.deliver(got)
+                finally:
+                    self.queue.settle()
                 batcher.dirty = True
                 self.stats.refresh_extra(self.sink)
 
@@ -150,19 +170,22 @@ class SinkWorker:
         """Idle: let the sink make what it wrote durable (e.g. fsync interval)."""
         self.batcher.dirty = False
         try:
-            self.sink.flush()
+            with self._sink_lock:
+                self.sink.flush()
         except TransientSinkError as exc:
             log.error("sink %s: flush failed: %s", self.sink.name, exc)
         self.stats.take_give_ups(self.sink)
 
     def _finish(self) -> None:
         """Whatever is still queued is counted; the sink is closed."""
+        self.inline.ready = False
         left = self.queue.clear()
         if left:
             reason = "shutdown_timeout" if self.error is None else "sink_failed"
             self.stats.dropped[reason] += left
         try:
-            self.sink.close()
+            with self._sink_lock:
+                self.sink.close()
         except Exception as exc:
             log.error("closing sink %s failed: %s", self.sink.name, exc)
         self.stats.take_give_ups(self.sink)

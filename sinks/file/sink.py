@@ -155,6 +155,16 @@ class FileSink(Sink):
             data = self._header + data  # the file was emptied under us (copytruncate)
         self.appender.append(fd, size, data)
 
+    def writes_without_waiting(self, nbytes: int) -> bool:
+        """Appending to a regular file returns at once, unless every batch is
+        fsynced (fsync = batch: the device's time, which the reader must not wait for)."""
+        if self.fsync == "batch" or self._fd is None or self._reopen_pending:
+            return False
+        try:
+            return stat.S_ISREG(os.fstat(self._fd).st_mode)
+        except OSError:
+            return False
+
     def flush(self) -> None:
         self.appender.flush(self._fd)
 
