@@ -52,7 +52,10 @@ class InlineWriter:
         self.sink_lock = sink_lock
         self.fail = fail
         self.on_written = on_written  # tells the worker something was written here
-        self.enabled = settings.when_full == "block"
+        # a sink that never says yes is never asked (and nothing is encoded for it here)
+        overrides = type(sink).writes_without_waiting is not Sink.writes_without_waiting
+        self.enabled = settings.when_full == "block" and overrides
+        self._item_bytes = 1024  # the mean item size of the last poll written here
         self.ready = False  # set by the worker while the sink is open
 
     def write(self, events: list[Event]) -> bool:
@@ -66,8 +69,15 @@ class InlineWriter:
         try:
             if not queue.idle:  # the worker took a batch meanwhile
                 return False
+            # asked before encoding (with the last poll's mean size), so a "no" costs
+            # nothing, and again with the real size (a pipe that has room for less)
+            ready = self.sink.writes_without_waiting
+            if not ready(len(events) * self._item_bytes):
+                return False
             items, sources, size = self._encode(events)
-            if not self.sink.writes_without_waiting(size):
+            if items:
+                self._item_bytes = max(1, size // len(items))
+            if not ready(size):
                 return False  # e.g. a full pipe: the worker waits for it, not the reader
             self.stats.queued += len(events)
             left, fatal = self._write(items, sources, events)

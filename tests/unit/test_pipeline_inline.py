@@ -123,3 +123,42 @@ def test_events_never_overtake_a_batch_the_worker_is_still_filling() -> None:
     assert w.drain(5.0)
     assert sink.numbers() == list(range(20))
     assert sink.writers == ["sink-memory"] and sink.sizes == [20]
+
+
+class CountingSink(RecordingSink):
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.encoded = 0
+
+    def encode(self, event: dict) -> object:  # type: ignore[type-arg]
+        self.encoded += 1
+        return super().encode(event)
+
+
+def test_every_event_is_encoded_once_whoever_writes_it() -> None:
+    """A "no" is asked before encoding: the worker does not encode a poll again."""
+    for inline in (False, True):
+        sink = CountingSink(inline=inline)
+        w = SinkWorker(sink, settings())
+        w.start()
+        for start in range(0, 300, 30):
+            w.put_many([ev(i) for i in range(start, start + 30)])
+        assert w.drain(3.0)
+        assert sink.numbers() == list(range(300))
+        assert sink.encoded == 300
+
+
+def test_a_sink_without_the_hook_is_never_written_inline() -> None:
+    from collector.export.contract import Sink
+
+    class Plain(Sink):
+        name = "plain"
+
+        def encode(self, event: dict) -> object:  # type: ignore[type-arg]
+            return event
+
+        def write_batch(self, batch: object) -> None:
+            pass
+
+    assert not SinkWorker(Plain(), settings()).inline.enabled
+    assert SinkWorker(RecordingSink(), settings()).inline.enabled
