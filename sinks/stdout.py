@@ -22,11 +22,16 @@ from collector.encode.compact import encode_compact_line
 from collector.export import SCHEMA_OPTION, Event, Option, OutputClosed, Sink, TransientSinkError
 
 
+#: the capacity stdout's pipe is grown to (the default fs.pipe-max-size)
+PIPE_BYTES = 1 << 20
+
+
 def _room_check(stream: BinaryIO) -> Callable[[int], bool] | None:
     """How to tell, without blocking, that a write of n bytes to the stream
     returns at once: a regular file or /dev/null always; a pipe when that much
     of its capacity is free (FIONREAD counts what its reader has not read yet);
-    None for anything else (a terminal, a socket, an in-memory stream)."""
+    None for anything else (a terminal, a socket, an in-memory stream). A pipe
+    is grown to PIPE_BYTES first."""
     try:
         fd = stream.fileno()
         st = os.fstat(fd)
@@ -46,6 +51,13 @@ def _room_check(stream: BinaryIO) -> Callable[[int], bool] | None:
         capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
     except OSError:
         return None
+    if capacity < PIPE_BYTES:
+        # a poll's lines in a storm (~150 KB) do not fit the default 64 KiB, and a
+        # burst waits less behind a slow `| jq`: grow it (to what the system allows)
+        try:
+            capacity = fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # EPERM beyond /proc/sys/fs/pipe-max-size, EBUSY: keep it
+            pass
     unread = array.array("i", [0])
 
     def room(n: int) -> bool:
