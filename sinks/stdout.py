@@ -21,7 +21,6 @@ from collector import shapes
 from collector.encode.compact import encode_compact_line
 from collector.export import SCHEMA_OPTION, Event, Option, OutputClosed, Sink, TransientSinkError
 
-
 #: the capacity stdout's pipe is grown to (the default fs.pipe-max-size)
 PIPE_BYTES = 1 << 20
 
