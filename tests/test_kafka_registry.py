@@ -53,7 +53,12 @@ def credentials(reg: ApicurioRegistry) -> dict[str, str]:
 def deserializer(reg: ApicurioRegistry, topic: str, ca: Path | None = None,
                  ) -> Callable[[bytes], tuple[int, dict[str, Any]]]:
     """(schema id, record) of a message, by confluent-kafka's AvroDeserializer."""
-    conf = {"url": reg.url, "basic.auth.user.info": f"{reg.user}:{reg.password}"}
+    # confluent-kafka's client waits for ever by default: a request the registry
+    # never answered (seen once, in CI, after the registry's restart) held the whole
+    # run for the 600 s test timeout. With a timeout the client's own retries
+    # (max.retries, on transport errors) ask again.
+    conf: dict[str, Any] = {"url": reg.url, "basic.auth.user.info": f"{reg.user}:{reg.password}",
+                            "timeout": 10}
     if ca is not None:
         conf["ssl.ca.location"] = str(ca)
     client = SchemaRegistryClient(conf)
