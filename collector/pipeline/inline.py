@@ -71,83 +71,80 @@ class InlineWriter:
                 return False
             # asked before encoding (with the last poll's mean size), so a "no" costs
             # nothing, and again with the real size (a pipe that has room for less)
-            ready = self.sink.writes_without_waiting
-            if not ready(len(events) * self._item_bytes):
+            can_write = self.sink.writes_without_waiting
+            if not can_write(len(events) * self._item_bytes):
                 return False
-            items, sources, size = self._encode(events)
-            if items:
-                self._item_bytes = max(1, size // len(items))
-            if not ready(size):
+            pairs, bad, size = self._encode(events)
+            if pairs:
+                self._item_bytes = max(1, size // len(pairs))
+            if not can_write(size):
                 return False  # e.g. a full pipe: the worker waits for it, not the reader
-            self.stats.queued += len(events)
-            left, fatal = self._write(items, sources, events)
+            if bad:  # counted here only: had the worker taken them, it would count them
+                self.stats.dropped["encode_error"] += bad
+                log.error("sink %s: could not encode %d event(s); dropped them",
+                          self.sink.name, bad)
+            self.stats.queued += len(events)  # before any is written: as the queue counts
+            left, fatal = self._write(pairs)
         finally:
             self.sink_lock.release()
         # outside the lock: the worker needs it to make room in a full queue
         if fatal is not None:
             self.fail(fatal)
         elif left:
+            self.stats.queued -= len(left)  # put_many counts them again
             self.queue.put_many(left)
         return True
 
-    def _encode(self, events: list[Event]) -> tuple[list[Any], list[int], int]:
+    def _encode(self, events: list[Event]) -> tuple[list[tuple[Any, Event]], int, int]:
+        """(item, its event) pairs, how many events could not be encoded, the bytes."""
         encode = self.sink.encode
-        items: list[Any] = []
-        sources: list[int] = []  # the index in events of each item
-        size = 0
-        for i, event in enumerate(events):
+        pairs: list[tuple[Any, Event]] = []
+        bad = size = 0
+        for event in events:
             try:
                 item = encode(event)
-            except Exception:  # counted as the batcher counts it (once queued)
-                sources.append(-1 - i)
+            except Exception:  # one bad event must not stop the sink
+                bad += 1
                 continue
-            items.append(item)
-            sources.append(i)
+            pairs.append((item, event))
             try:
                 size += len(item)
-            except TypeError:
+            except TypeError:  # an item without a length counts 0, as in the batcher
                 pass
-        return items, sources, size
+        return pairs, bad, size
 
-    def _write(self, items: list[Any], sources: list[int],
-               events: list[Event]) -> tuple[list[Event], SinkError | None]:
-        """Write the items in batches; (events for the worker to retry, a fatal error)."""
+    def _write(self, pairs: list[tuple[Any, Event]]) -> tuple[list[Event], SinkError | None]:
+        """Write the items in batches within the batch limits; (the events for the
+        worker to retry, a fatal error)."""
         stats = self.stats
-        bad = [i for i in sources if i < 0]
-        if bad:
-            stats.dropped["encode_error"] += len(bad)
-            log.error("sink %s: could not encode %d event(s); dropped them", self.sink.name,
-                      len(bad))
-            sources = [i for i in sources if i >= 0]
         most, limit = self.settings.batch_events, self.settings.batch_bytes
         start = 0
         left: list[Event] = []
         fatal: SinkError | None = None
-        while start < len(items):
+        while start < len(pairs):
             end, size = start, 0
-            while end < len(items) and end - start < most and size < limit:
+            while end < len(pairs) and end - start < most and size < limit:
                 try:
-                    size += len(items[end])
+                    size += len(pairs[end][0])
                 except TypeError:
                     pass
                 end += 1
-            batch = items[start:end]
+            batch = [item for item, _ in pairs[start:end]]
             try:
                 self.sink.write_batch(batch)
             except PartialWriteError as exc:
                 remaining = {id(item) for item in exc.remaining}
-                unwritten = [sources[start + j] for j, item in enumerate(batch)
-                             if id(item) in remaining]
-                stats.written += len(batch) - len(unwritten)
-                left = [events[i] for i in unwritten + sources[end:]]
-                self._retried(exc, len(left))
+                left = [e for item, e in pairs[start:end] if id(item) in remaining]
+                stats.written += len(batch) - len(left)
+                left += [e for _, e in pairs[end:]]
+                self._retried(exc)
                 break
             except TransientSinkError as exc:
-                left = [events[i] for i in sources[start:]]
-                self._retried(exc, len(left))
+                left = [e for _, e in pairs[start:]]
+                self._retried(exc)
                 break
             except SinkError as exc:
-                stats.dropped["sink_failed"] += len(items) - start
+                stats.dropped["sink_failed"] += len(pairs) - start
                 fatal = exc
                 break
             stats.written += len(batch)
@@ -159,11 +156,9 @@ class InlineWriter:
         stats.refresh_extra(self.sink)
         return left, fatal
 
-    def _retried(self, exc: TransientSinkError, count: int) -> None:
+    def _retried(self, exc: TransientSinkError) -> None:
         """The first write failed: the worker retries (counted and logged as a retry)."""
-        stats = self.stats
-        stats.retries += 1
-        stats.retrying = str(exc)
-        stats.queued -= count  # put_many counts them again
+        self.stats.retries += 1
+        self.stats.retrying = str(exc)
         log.warning("sink %s: write failed (%s); retrying from the sink's worker",
                     self.sink.name, exc)

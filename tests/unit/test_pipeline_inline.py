@@ -162,3 +162,25 @@ def test_a_sink_without_the_hook_is_never_written_inline() -> None:
 
     assert not SinkWorker(Plain(), settings()).inline.enabled
     assert SinkWorker(RecordingSink(), settings()).inline.enabled
+
+
+def test_a_partly_written_inline_batch_leaves_only_the_rest_to_the_worker() -> None:
+    from collector.export import PartialWriteError
+
+    class Partly(RecordingSink):
+        def write_batch(self, batch):  # type: ignore[no-untyped-def]
+            if not self.events and len(batch) > 2:  # the first write: 2 of them go through
+                super().write_batch(batch[:2])
+                raise PartialWriteError("2 written", batch[2:])
+            super().write_batch(batch)
+
+    sink = Partly(inline=True)
+    w = SinkWorker(sink, settings())
+    w.start()
+    w.put_many([ev(i) for i in range(5)])
+    wait_until(lambda: len(sink.events) == 5)
+    assert sink.numbers() == list(range(5))  # nothing twice, nothing lost, in order
+    assert sink.writers == [READER, "sink-memory"]
+    assert (w.stats.queued, w.stats.written, w.stats.retries) == (5, 5, 1)
+    assert w.drain(3.0)
+    assert w.stats.undelivered == 0
