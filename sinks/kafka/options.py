@@ -106,6 +106,11 @@ PRODUCER_DEFAULTS: dict[str, str] = {
     "statistics.interval.ms": STATISTICS_INTERVAL_MS,
     "client.id": "process-collector",
 }
+#: settings of the Python client itself, typed (librdkafka's are strings): a report
+#: for a failed message only, so a delivered one costs no Message object and no
+#: Python call; a round's messages with no report once the producer's queue is
+#: empty were acknowledged (sinks.kafka.producer)
+CLIENT_DEFAULTS: dict[str, Any] = {"delivery.report.only.error": True}
 #: settings that are callbacks in the Python client, or set by other keys
 RESERVED_OPTIONS = {
     "bootstrap.servers": "set the brokers with kafka.bootstrap (--kafka-bootstrap)",
@@ -116,14 +121,15 @@ RESERVED_OPTIONS = {
 _SECRET_KEY = re.compile(r"password|secret|jaas|oauthbearer\.config|ssl\.key\.pem|private", re.I)
 
 
-def producer_config(section: Mapping[str, Any]) -> dict[str, str]:
+def producer_config(section: Mapping[str, Any]) -> dict[str, Any]:
     """librdkafka settings: our defaults, then kafka.options (checked by name)."""
     options: dict[str, str] = dict(section.get("options") or {})
     for key in options:
         if key in RESERVED_OPTIONS:
             raise UsageError(f"config key kafka.options.{key}: not allowed here; "
                              f"{RESERVED_OPTIONS[key]}")
-    return {**PRODUCER_DEFAULTS, **options, "bootstrap.servers": section["bootstrap"]}
+    return {**PRODUCER_DEFAULTS, **CLIENT_DEFAULTS, **options,
+            "bootstrap.servers": section["bootstrap"]}
 
 
 def secret_values(options: Mapping[str, str]) -> list[str]:

@@ -51,24 +51,33 @@ def error_text(exc: BaseException) -> str:
 
 
 class _Round:
-    """The reports of one round, filled in by librdkafka's callbacks."""
+    """The reports of one round. The producer reports failures only
+    (delivery.report.only.error, see sinks.kafka.options): a message is delivered
+    when the producer's queue has emptied (flush returned 0) with no report for
+    it; until then it is PENDING."""
 
-    __slots__ = ("refused", "results", "waiting")
+    __slots__ = ("refused", "results")
 
     def __init__(self, n: int) -> None:
         self.results: list[Any] = [PENDING] * n
-        self.waiting = 0
         self.refused: set[int] = set()  # refused by produce() itself, judged alone
 
     def report(self, i: int, err: KafkaError | None, _msg: Any) -> None:
         self.results[i] = err
-        self.waiting -= 1
+
+    def settled(self) -> None:
+        """Every message of the round left the producer: those not reported failed
+        were acknowledged (acks=all)."""
+        results = self.results
+        for i, err in enumerate(results):
+            if err is PENDING:
+                results[i] = None
 
 
 class Rounds:
     """One producer and the produce-then-wait-for-every-report round."""
 
-    def __init__(self, config: dict[str, str], topic: str, headers: Headers,
+    def __init__(self, config: dict[str, Any], topic: str, headers: Headers,
                  secrets: list[str],
                  producer_factory: Callable[[dict[str, Any]], Any] = Producer) -> None:
         self.config = config
@@ -185,7 +194,6 @@ class Rounds:
                 try:
                     produce(self.topic, msg.value, msg.key, headers=self.headers[msg.event_type],
                             on_delivery=functools.partial(rnd.report, i))
-                    rnd.waiting += 1
                     break
                 except BufferError:  # librdkafka's queue is full: wait, never drop
                     if cancel is not None and cancel.is_set():
@@ -196,10 +204,12 @@ class Rounds:
                     rnd.results[i] = exc.args[0]
                     rnd.refused.add(i)
                     break
-        while rnd.waiting > 0:
+        # flush() serves the reports and returns what is still queued or in flight;
+        # only the producer's own rounds put messages in it, one round at a time
+        while self.producer.flush(0.5):
             if cancel is not None and cancel.is_set():
-                break
-            self.producer.flush(0.5)
+                return rnd  # what was not reported stays PENDING: re-sent, or counted
+        rnd.settled()
         return rnd
 
     @property

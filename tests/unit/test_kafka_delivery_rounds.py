@@ -123,3 +123,58 @@ def test_headers_name_the_event_type_and_content_type(fmt: str) -> None:
     assert set(h) == {"process_exec", "process_exit"}
     assert h["process_exit"][0] == ("event-type", b"process_exit")
     assert dict(h["process_exec"])["content-type"].startswith(b"application/")
+
+
+class OnlyErrorsProducer(FakeProducer):
+    """librdkafka with delivery.report.only.error: a delivered message gets no
+    report; `stalled` values stay in flight (flush returns how many are left)."""
+
+    def __init__(self, conf: dict[str, Any], answer: Callable[[bytes], int | None],
+                 stalled: frozenset[bytes] = frozenset()) -> None:
+        super().__init__(conf, answer)
+        self.stalled = stalled
+
+    def flush(self, timeout: float = 0) -> int:
+        pending, self.pending = self.pending, []
+        for value, report in pending:
+            if value in self.stalled:
+                self.pending.append((value, report))
+                continue
+            code = self.answer(value)
+            if code is not None:
+                report(KafkaError(code), None)
+        return len(self.pending)
+
+
+def only_errors(answer: Callable[[bytes], int | None],
+                stalled: frozenset[bytes] = frozenset()) -> Rounds:
+    def factory(conf: dict[str, Any]) -> OnlyErrorsProducer:
+        return OnlyErrorsProducer(conf, answer, stalled)
+
+    return Rounds({"bootstrap.servers": "fake:9092"}, "t", Framing("json").headers(), [],
+                  producer_factory=factory)
+
+
+def test_the_producer_reports_failures_only() -> None:
+    from sinks.kafka.options import producer_config
+
+    assert producer_config({"bootstrap": "b:9092"})["delivery.report.only.error"] is True
+
+
+def test_no_report_and_an_empty_queue_means_delivered() -> None:
+    r = only_errors(lambda v: TIMED_OUT if v == b"b" else None)
+    out = r.send(messages(b"a", b"b", b"c"))
+    assert out.delivered == 2 and out.retry == [1] and r.acked == 2
+    assert dict(out.errors) == {"_MSG_TIMED_OUT": 1}
+
+
+def test_a_cancelled_round_counts_nothing_it_was_not_told() -> None:
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    # "a" left the queue with no report (delivered), "b" is still in flight: with
+    # failure-only reports the two cannot be told apart, so neither counts as delivered
+    r = only_errors(lambda v: None, stalled=frozenset({b"b"}))
+    out = r.send(messages(b"a", b"b"), cancel=cancel)
+    assert out.delivered == 0 and out.retry == [0, 1] and r.acked == 0
