@@ -397,28 +397,18 @@ class ProcessCache:
         uid = rec.uid
         user = users.user_name(uid)
         redact = self.redact
+        # by position, in the schema's order (see records.process_record)
         process: Record = process_record(
-            exec_id=make_exec_id(self.node, rec.ktime_ns, pid),
-            parent_exec_id=lineage[0]["exec_id"] if lineage else None,
-            pid=pid,
-            tid=t.tid,
-            ppid=t.ppid,
-            uid=uid,
-            euid=rec.euid,
-            gid=rec.gid,
-            egid=rec.egid,
-            auid=rec.auid,
-            user=user,
-            comm=t.comm,
-            binary=rec.binary,
-            args=rec.args if redact is _no_redaction else redact(rec.args),
-            args_truncated=rec.args_truncated,
-            cwd=rec.cwd,
-            start_time=self.clock.to_wall_ns(t.start_ns),
-            cgroup_id=t.cgroup_id,
-            container_id=self._container(t.cgroup_id, pid, lineage),
-            namespaces=namespaces,
-            flags=rec.flags,
+            make_exec_id(self.node, rec.ktime_ns, pid),  # exec_id
+            lineage[0]["exec_id"] if lineage else None,  # parent_exec_id
+            pid, t.tid, t.ppid,  # pid, tid, ppid
+            uid, rec.euid, rec.gid, rec.egid, rec.auid,  # uid, euid, gid, egid, auid
+            user, t.comm, rec.binary,  # user, comm, binary
+            rec.args if redact is _no_redaction else redact(rec.args),  # args
+            rec.args_truncated, rec.cwd,  # args_truncated, cwd
+            self.clock.to_wall_ns(t.start_ns),  # start_time
+            t.cgroup_id, self._container(t.cgroup_id, pid, lineage),  # cgroup_id, container_id
+            namespaces, rec.flags,  # namespaces, flags
         )
         if previous is not None:
             self._ended_image(pid, previous)

@@ -25,12 +25,16 @@ __all__ = ["EVENT_TYPES", "PROCESS_EXEC", "PROCESS_EXIT", "event_record", "proce
 
 
 def process_record(
-    *, exec_id: str, parent_exec_id: str | None, pid: int, tid: int, ppid: int, uid: int,
+    exec_id: str, parent_exec_id: str | None, pid: int, tid: int, ppid: int, uid: int,
     euid: int, gid: int, egid: int, auid: int | None, user: str | None, comm: str, binary: str,
     args: list[str], args_truncated: bool, cwd: str, start_time: int, cgroup_id: int | None,
     container_id: str | None, namespaces: dict[str, int | None] | None, flags: list[str],
 ) -> SharedRecord:
-    """A Process record (shared by every event that shows it: never change it)."""
+    """A Process record (shared by every event that shows it: never change it).
+
+    Positional or keyword: the one call per exec (ProcessCache.on_exec) passes
+    its 21 values by position, which costs half as much as by keyword (1.37 µs
+    against 0.61 measured); the other callers name them."""
     return SharedRecord(
         exec_id=exec_id, parent_exec_id=parent_exec_id, pid=pid, tid=tid, ppid=ppid, uid=uid,
         euid=euid, gid=gid, egid=egid, auid=auid, user=user, comm=comm, binary=binary,
