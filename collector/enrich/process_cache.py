@@ -59,7 +59,9 @@ Redact = Callable[[list[str]], list[str]]
 TICK_NS = BootClock.boot_ns_from_ticks(1)  # /proc start times have this precision
 # images that ended (exit, or replaced by an exec) remembered for a fork record
 # the kernel held back and sent after its forker had moved on (bpf/process.bpf.c,
-# "Forks held back"): one per pid, the most recent ones
+# "Forks held back"): one per pid, at least the ENDED_MAX most recent ones and
+# at most twice as many (two generations of plain dicts: a dict store per end,
+# where an LRU's pop, store and trim cost 2.5 times as much)
 ENDED_MAX = 512
 SWEEP_INTERVAL_S = 60.0
 USERS_FORGET_S = 600.0
@@ -120,7 +122,8 @@ class ProcessCache:
         self.cgroups = cgroups if cgroups is not None else CgroupResolver(cgroup2_mount())
         self.ignore_pid = ignore_pid  # the collector itself, skipped by the start-up scan
         self._live: OrderedDict[int, Entry] = OrderedDict()
-        self._ended: OrderedDict[int, Entry] = OrderedDict()  # see ENDED_MAX
+        self._ended: dict[int, Entry] = {}  # see ENDED_MAX: the newer generation
+        self._ended_before: dict[int, Entry] = {}  # the older one
         self._suspects: dict[int, Entry] = {}
         self.sweep_interval_s = sweep_interval_s
         now = time.monotonic()
@@ -351,10 +354,9 @@ class ProcessCache:
     def _ended_image(self, pid: int, entry: Entry) -> None:
         """Remember an image that ended (see ENDED_MAX)."""
         ended = self._ended
-        ended.pop(pid, None)
         ended[pid] = entry
-        if len(ended) > ENDED_MAX:
-            ended.popitem(last=False)
+        if len(ended) >= ENDED_MAX:
+            self._ended_before, self._ended = ended, {}
 
     def _forker(self, pid: int, fork_ns: int) -> Entry | None:
         """The image pid ran at fork_ns. The kernel may send a fork record late
@@ -364,6 +366,9 @@ class ProcessCache:
         if live is not None and live.begin_ns <= fork_ns:
             return live
         ended = self._ended.get(pid)
+        if ended is not None and ended.begin_ns <= fork_ns:
+            return ended
+        ended = self._ended_before.get(pid)  # the older generation: an older image
         if ended is not None and ended.begin_ns <= fork_ns:
             return ended
         return live if live is not None else self._lookup(pid)
