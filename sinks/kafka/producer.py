@@ -56,11 +56,22 @@ class _Round:
     when the producer's queue has emptied (flush returned 0) with no report for
     it; until then it is PENDING."""
 
-    __slots__ = ("refused", "results")
+    __slots__ = ("callbacks", "refused", "results")
 
-    def __init__(self, n: int) -> None:
-        self.results: list[Any] = [PENDING] * n
+    def __init__(self) -> None:
+        self.results: list[Any] = []
         self.refused: set[int] = set()  # refused by produce() itself, judged alone
+        # the report callback of message i, made once and kept for the next rounds:
+        # a partial per message cost 0.5 µs of produce()'s 1.9 (measured); reusing
+        # them is safe once a round has settled (no report of it can come later)
+        self.callbacks: list[Callable[[KafkaError | None, Any], None]] = []
+
+    def begin(self, n: int) -> None:
+        self.results = [PENDING] * n
+        self.refused = set()
+        callbacks = self.callbacks
+        for i in range(len(callbacks), n):
+            callbacks.append(functools.partial(self.report, i))
 
     def report(self, i: int, err: KafkaError | None, _msg: Any) -> None:
         self.results[i] = err
@@ -94,6 +105,7 @@ class Rounds:
         self._retired_retries = self._retired_leader_changes = 0  # of producers replaced
         self.producer_stats = ProducerStats(self.on_broker_lost)
         self.producer = self._new_producer()
+        self._settled: _Round | None = None  # the last round, if it settled: reused
 
     def _new_producer(self) -> Any:
         conf: dict[str, Any] = dict(self.config)
@@ -187,13 +199,16 @@ class Rounds:
         return out
 
     def _produce_and_wait(self, items: Sequence[Message], cancel: threading.Event | None) -> _Round:
-        rnd = _Round(len(items))
+        rnd = self._settled if self._settled is not None else _Round()
+        self._settled = None  # until this round has settled too
+        rnd.begin(len(items))
         produce = self.producer.produce
+        callbacks = rnd.callbacks
         for i, msg in enumerate(items):
             while True:
                 try:
                     produce(self.topic, msg.value, msg.key, headers=self.headers[msg.event_type],
-                            on_delivery=functools.partial(rnd.report, i))
+                            on_delivery=callbacks[i])
                     break
                 except BufferError:  # librdkafka's queue is full: wait, never drop
                     if cancel is not None and cancel.is_set():
@@ -210,6 +225,7 @@ class Rounds:
             if cancel is not None and cancel.is_set():
                 return rnd  # what was not reported stays PENDING: re-sent, or counted
         rnd.settled()
+        self._settled = rnd
         return rnd
 
     @property
@@ -228,6 +244,7 @@ class Rounds:
         self._retired_leader_changes += self.producer_stats.leader_changes
         self.producer_stats = ProducerStats(self.on_broker_lost)
         old, self.producer, self._fatal = self.producer, self._new_producer(), None
+        self._settled = None  # the old producer's reports must not reach a reused round
         old.purge()
         old.flush(0)
 

@@ -178,3 +178,26 @@ def test_a_cancelled_round_counts_nothing_it_was_not_told() -> None:
     r = only_errors(lambda v: None, stalled=frozenset({b"b"}))
     out = r.send(messages(b"a", b"b"), cancel=cancel)
     assert out.delivered == 0 and out.retry == [0, 1] and r.acked == 0
+
+
+def test_a_late_report_of_a_cancelled_round_does_not_reach_the_next_round() -> None:
+    import threading
+
+    made: list[OnlyErrorsProducer] = []
+
+    def factory(conf: dict[str, Any]) -> OnlyErrorsProducer:
+        made.append(OnlyErrorsProducer(conf, lambda v: TIMED_OUT if v == b"b" else None,
+                                       stalled=frozenset({b"b"})))
+        return made[-1]
+
+    r = Rounds({"bootstrap.servers": "fake:9092"}, "t", Framing("json").headers(), [],
+               producer_factory=factory)
+    cancel = threading.Event()
+    cancel.set()
+    first = r.send(messages(b"a", b"b"), cancel=cancel)
+    assert first.delivered == 0 and first.retry == [0, 1]
+    made[0].stalled = frozenset()  # "b" (the first round's message 1) now fails, late
+    second = r.send(messages(b"c", b"d"))
+    assert second.delivered == 2 and second.retry == [] and not second.errors
+    third = r.send(messages(b"b", b"e"))  # a settled round's callbacks are reused
+    assert third.retry == [0] and third.delivered == 1
