@@ -1,0 +1,130 @@
+"""What single calls on the per-event path cost, to rank the levers of issue 15.
+
+- Kafka: Producer.produce() of a 1 KB message into librdkafka's local queue
+  (no broker: nothing is sent; the queue is purged after each variant), with
+  the sink's headers and a report callback made per message (a partial),
+  one callback for all, no callback, and neither headers nor callback.
+- stdout: the CPU of one write(2) of a storm-sized poll (155 JSON lines of
+  1 KB) into a 1 MiB pipe that `cat` drains, per line.
+- The Process record: process_record() called with its 21 values by keyword
+  and by position.
+
+Variants alternate over --rounds; the best of each goes to
+bench/results/per_call_costs.json (ns per call or per line).
+
+Usage: .venv/bin/python bench/per_call_costs.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Producer  # noqa: E402
+
+from collector.enrich.records import process_record  # noqa: E402
+from collector.schema import field_names  # noqa: E402
+
+N = 50_000
+F_SETPIPE_SZ = 1031
+
+
+def produce_costs(rounds: int) -> dict[str, float]:
+    p = Producer({"bootstrap.servers": "127.0.0.1:1", "queue.buffering.max.messages": 1_000_000,
+                  "queue.buffering.max.kbytes": 2_000_000, "delivery.report.only.error": True,
+                  "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True,
+                  "acks": "all", "log_level": 0})
+    value, key = b"x" * 1000, b"dm06NDg5Njk4NjMyNTI1MjoxNTUxMA"
+    headers = [("event-type", b"process_exec"), ("content-type", b"application/json")]
+
+    def report(i: int, err: Any, msg: Any) -> None:
+        pass
+
+    def one(err: Any, msg: Any) -> None:
+        pass
+
+    variants = {
+        "headers_and_a_partial_per_message": lambda i: p.produce(
+            "t", value, key, headers=headers, on_delivery=functools.partial(report, i)),
+        "headers_and_one_callback": lambda i: p.produce("t", value, key, headers=headers,
+                                                        on_delivery=one),
+        "headers_no_callback": lambda i: p.produce("t", value, key, headers=headers),
+        "no_headers_no_callback": lambda i: p.produce("t", value, key),
+    }
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            for i in range(N):
+                fn(i)
+            ns = (time.perf_counter() - t0) / N * 1e9
+            best[name] = min(best.get(name, ns), ns)
+            p.purge()
+            p.poll(0)
+    return best
+
+
+def pipe_write_cost(rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        r, w = os.pipe()
+        fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)
+        cat = subprocess.Popen(["cat"], stdin=r, stdout=subprocess.DEVNULL)
+        os.close(r)
+        batch = b"".join([b"x" * 1040 + b"\n"] * 155)
+        t0 = time.process_time()
+        for _ in range(2000):
+            os.write(w, batch)
+        cpu = time.process_time() - t0
+        os.close(w)
+        cat.wait()
+        best = min(best, cpu / (2000 * 155) * 1e9)
+    return best
+
+
+def record_costs(rounds: int) -> dict[str, float]:
+    names = field_names("Process")
+    # call sites written out, as in collector/enrich/process_cache.py (not ** or *)
+    space: dict[str, Any] = {"process_record": process_record}
+    exec("def by_keyword(v):\n    return process_record("
+         + ", ".join(f"{n}=v" for n in names) + ")\n"
+         "def by_position(v):\n    return process_record(" + ", ".join("v" for _ in names)
+         + ")\n", space)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name in ("by_keyword", "by_position"):
+            call = functools.partial(space[name], 1)
+            t0 = time.perf_counter()
+            for _ in range(N):
+                call()
+            ns = (time.perf_counter() - t0) / N * 1e9
+            best[name] = min(best.get(name, ns), ns)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "per_call_costs.json"))
+    args = ap.parse_args()
+    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "kafka_produce_ns": produce_costs(args.rounds),
+           "stdout_pipe_write_ns_per_line": pipe_write_cost(args.rounds),
+           "process_record_ns": record_costs(args.rounds)}
+    print(json.dumps(out, indent=2))
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
