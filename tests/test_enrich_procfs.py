@@ -87,9 +87,11 @@ def test_no_procfs_events_still_seeds_the_cache() -> None:
             # a child of ours is linked to us (found by the scan) either way
             child = subprocess.Popen(["sleep", "0"])
             child.wait()
+            # by pid and the kernel's ppid: pids wrap at 32768 here, and an earlier
+            # process with this pid may have exited while the collector ran
             [child_exit] = wait_for(lambda: [
                 e for e in c.events() if e["process"]["pid"] == child.pid  # noqa: B023
-                and e["event_type"] == "process_exit"])
+                and e["process"]["ppid"] == os.getpid() and e["event_type"] == "process_exit"])
             assert c.stop() == 0, c.stderr
             procfs = [e for e in c.events() if e["event_type"] == "process_exec"
                       and "procfs" in e["process"]["flags"]]
