@@ -41,6 +41,7 @@ GROUP_THREADS = 16
 TRUE = os.path.realpath("/bin/true")
 SH = os.path.realpath("/bin/sh")
 SLEEP = os.path.realpath("/bin/sleep")
+EXECVE_NR = "59"  # x86_64: what /proc/PID/syscall shows while a task is inside execve
 PYTHON = os.path.realpath(sys.executable)
 
 Event = dict[str, Any]
@@ -198,11 +199,16 @@ def non_root_uid(work: Path) -> Verifier:
 def sigkill(work: Path) -> Verifier:
     child = subprocess.Popen([SLEEP, "60"], cwd=work)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # kill after the exec, so there is an image to see exit
+    # kill after the exec, so there is an image to see exit. /proc/PID/exe names the
+    # new binary from the point of no return on, but the exec can still fail after it
+    # (a SIGKILL there interrupts the new image's killable mmaps): then the kernel
+    # reports no exec at all. So wait until the task has left the execve syscall too.
+    while time.monotonic() < deadline:
         try:
-            if os.readlink(f"/proc/{child.pid}/exe") == SLEEP:
+            if (os.readlink(f"/proc/{child.pid}/exe") == SLEEP
+                    and Path(f"/proc/{child.pid}/syscall").read_text().split()[0] != EXECVE_NR):
                 break
-        except OSError:
+        except (OSError, IndexError):
             pass
         time.sleep(0.01)
     child.kill()
