@@ -56,11 +56,12 @@ class _Round:
     when the producer's queue has emptied (flush returned 0) with no report for
     it; until then it is PENDING."""
 
-    __slots__ = ("callbacks", "refused", "results")
+    __slots__ = ("callbacks", "refused", "reported", "results")
 
     def __init__(self) -> None:
         self.results: list[Any] = []
         self.refused: set[int] = set()  # refused by produce() itself, judged alone
+        self.reported = False  # a report came in (a failure: see the class docstring)
         # the report callback of message i, made once and kept for the next rounds:
         # a partial per message cost 0.5 µs of produce()'s 1.9 (measured); reusing
         # them is safe once a round has settled (no report of it can come later)
@@ -69,17 +70,23 @@ class _Round:
     def begin(self, n: int) -> None:
         self.results = [PENDING] * n
         self.refused = set()
+        self.reported = False
         callbacks = self.callbacks
         for i in range(len(callbacks), n):
             callbacks.append(functools.partial(self.report, i))
 
     def report(self, i: int, err: KafkaError | None, _msg: Any) -> None:
         self.results[i] = err
+        self.reported = True
 
     def settled(self) -> None:
         """Every message of the round left the producer: those not reported failed
-        were acknowledged (acks=all)."""
+        were acknowledged (acks=all). With no report and no refusal (the usual
+        round) that is all of them, without a Python loop over the round."""
         results = self.results
+        if not self.reported and not self.refused:
+            self.results = [None] * len(results)
+            return
         for i, err in enumerate(results):
             if err is PENDING:
                 results[i] = None
