@@ -202,11 +202,13 @@ def sigkill(work: Path) -> Verifier:
     # kill after the exec, so there is an image to see exit. /proc/PID/exe names the
     # new binary from the point of no return on, but the exec can still fail after it
     # (a SIGKILL there interrupts the new image's killable mmaps): then the kernel
-    # reports no exec at all. So wait until the task has left the execve syscall too.
+    # reports no exec at all. So wait until the task is blocked in another syscall
+    # (sleep's nanosleep): /proc/PID/syscall says "running" for a task on a CPU, which
+    # it is for most of its exec.
     while time.monotonic() < deadline:
         try:
-            if (os.readlink(f"/proc/{child.pid}/exe") == SLEEP
-                    and Path(f"/proc/{child.pid}/syscall").read_text().split()[0] != EXECVE_NR):
+            nr = Path(f"/proc/{child.pid}/syscall").read_text().split()[0]
+            if os.readlink(f"/proc/{child.pid}/exe") == SLEEP and nr.isdigit() and nr != EXECVE_NR:
                 break
         except (OSError, IndexError):
             pass
