@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers
+
 pytest_plugins = ["tests.kafka_fixtures", "tests.registry_fixtures"]
 
 
@@ -22,3 +24,9 @@ def _require_root(request: pytest.FixtureRequest) -> None:
     if os.geteuid() != 0 and UNIT not in Path(str(request.node.path)).resolve().parents:
         pytest.fail("the tests load BPF programs: run them as root (make test); "
                     "tests/unit/ runs without (make test-unit)")
+
+
+@pytest.fixture(autouse=True)
+def _mark_test_start() -> None:
+    """helpers.since_this_test() for this test (pids wrap during a long run)."""
+    helpers._test_began = helpers.started_since()

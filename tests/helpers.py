@@ -92,8 +92,10 @@ class CollectorProcess:
     def events(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in list(self.stdout_lines)]
 
-    def of_pid(self, pid: int, event_type: str | None = None) -> list[dict[str, Any]]:
-        """Kernel events (not /proc finds) of one pid, parsed incrementally."""
+    def of_pid(self, pid: int, event_type: str | None = None,
+               since: str | None = None) -> list[dict[str, Any]]:
+        """Kernel events (not /proc finds) of one pid, parsed incrementally; since:
+        only processes that began after it (see the module-level of_pid)."""
         lines = self.stdout_lines
         while self._parsed < len(lines):
             event = orjson.loads(lines[self._parsed])
@@ -102,15 +104,17 @@ class CollectorProcess:
                 continue
             self._by_pid.setdefault(event["process"]["pid"], []).append(event)
         return [e for e in self._by_pid.get(pid, [])
-                if event_type is None or e["event_type"] == event_type]
+                if (event_type is None or e["event_type"] == event_type)
+                and (since is None or e["process"]["start_time"] >= since)]
 
-    def wait_exit(self, pid: int, timeout: float = 10.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def wait_exit(self, pid: int, timeout: float = 10.0, since: str | None = None,
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Wait for pid's exit event; return (its exec events, the exit event)."""
-        wait_for(lambda: self.of_pid(pid, "process_exit"), timeout)
+        wait_for(lambda: self.of_pid(pid, "process_exit", since), timeout)
         time.sleep(0.05)  # an exit is the last event of a pid: nothing more can come
-        exits = self.of_pid(pid, "process_exit")
+        exits = self.of_pid(pid, "process_exit", since)
         assert len(exits) == 1, f"pid {pid}: {len(exits)} exit events: {exits}"
-        return self.of_pid(pid, "process_exec"), exits[0]
+        return self.of_pid(pid, "process_exec", since), exits[0]
 
     @property
     def stderr(self) -> str:
@@ -144,11 +148,38 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> A
 
 
 def of_pid(events: Iterable[dict[str, Any]], pid: int, event_type: str | None = None,
-           ) -> list[dict[str, Any]]:
-    """Events whose process has this pid (and type, if given), in order."""
+           since: str | None = None) -> list[dict[str, Any]]:
+    """Events whose process has this pid (and type, if given), in order.
+
+    since (a started_since() value) keeps only processes that began after it:
+    pids wrap (at 32768 on a default machine), so a collector that runs for a
+    whole test module can have seen an earlier process with the same pid."""
     return [e for e in events if e["process"]["pid"] == pid
             and (event_type is None or e["event_type"] == event_type)
-            and "procfs" not in e["process"]["flags"]]
+            and "procfs" not in e["process"]["flags"]
+            and (since is None or e["process"]["start_time"] >= since)]
+
+
+# how far the collector's boot-to-wall conversion may sit from time.time_ns()
+START_TIME_SLACK_NS = 1_000_000_000
+
+
+def started_since(wall_ns: int | None = None) -> str:
+    """A start_time bound for of_pid: now (or wall_ns) less the clock slack.
+    The timestamps are fixed-width RFC 3339 UTC, so they compare as strings."""
+    from collector.encode.timefmt import rfc3339_ns
+
+    return rfc3339_ns((time.time_ns() if wall_ns is None else wall_ns) - START_TIME_SLACK_NS)
+
+
+_test_began: str | None = None  # set by tests/conftest.py for every test
+
+
+def since_this_test() -> str | None:
+    """started_since() taken as the running test began: processes the test
+    starts began after it, those of earlier tests (the same pids, after a
+    wrap) before it. For collectors that run through a whole test module."""
+    return _test_began
 
 
 def stat_value(stats_line: str, name: str, section: str | None = None) -> int:

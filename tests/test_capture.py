@@ -25,7 +25,7 @@ import pytest
 
 from collector.probe import layout
 from collector.schema import parsed_schema, timestamp_paths
-from tests.helpers import CollectorProcess, stat_value, wait_for
+from tests.helpers import CollectorProcess, since_this_test, stat_value, wait_for
 from tests.support.bcc_headers import kernel_source
 
 TRUE = os.path.realpath("/bin/true")
@@ -155,7 +155,7 @@ def spawn(argv: list[str | bytes], **kw: Any) -> subprocess.Popen[bytes]:
 
 
 def one_exec(collector: CollectorProcess, pid: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    execs, exit_ = collector.wait_exit(pid)
+    execs, exit_ = collector.wait_exit(pid, since=since_this_test())
     assert len(execs) == 1, execs
     assert execs[0]["process"]["exec_id"] == exit_["process"]["exec_id"]
     return execs[0], exit_
@@ -202,7 +202,7 @@ def test_true(collector: CollectorProcess, tmp_path: Path) -> None:
 
 def test_sigkill(collector: CollectorProcess, tmp_path: Path) -> None:
     child = spawn(["sleep", "30"], cwd=tmp_path)
-    wait_for(lambda: collector.of_pid(child.pid, "process_exec"))
+    wait_for(lambda: collector.of_pid(child.pid, "process_exec", since_this_test()))
     child.kill()
     assert child.wait() == -signal.SIGKILL
     ex, exit_ = one_exec(collector, child.pid)
@@ -367,7 +367,7 @@ def test_failed_exec_gives_no_event(collector: CollectorProcess, tmp_path: Path)
     code = "import os\ntry:\n    os.execv('/nonexistent/cmd', ['cmd'])\nexcept OSError:\n    os._exit(7)"
     child = spawn([PYTHON, "-c", code], cwd=tmp_path)
     assert child.wait() == 7
-    execs, exit_ = collector.wait_exit(child.pid)
+    execs, exit_ = collector.wait_exit(child.pid, since=since_this_test())
     assert [e["process"]["binary"] for e in execs] == [PYTHON]
     assert exit_["exit_code"] == 7
     assert exit_["process"]["exec_id"] == execs[0]["process"]["exec_id"]
@@ -403,7 +403,7 @@ def test_fork_without_exec_and_exec_without_fork(collector: CollectorProcess,
     # sh forks a subshell (no exec) that exits 4; then sh execs true in place
     child = spawn(["sh", "-c", "(exit 4); exec /bin/true from-sh"], cwd=tmp_path)
     assert child.wait() == 0
-    execs, exit_ = collector.wait_exit(child.pid)
+    execs, exit_ = collector.wait_exit(child.pid, since=since_this_test())
     assert [e["process"]["binary"] for e in execs] == [SH, TRUE]
     sh_image, true_image = execs
     assert true_image["process"]["exec_id"] != sh_image["process"]["exec_id"]

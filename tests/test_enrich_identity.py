@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from collector.enrich.namespaces import KINDS
-from tests.helpers import CollectorProcess, of_pid, wait_for
+from tests.helpers import CollectorProcess, of_pid, since_this_test, wait_for
 
 SLEEP = os.path.realpath("/bin/sleep")
 UNKNOWN_UID = 54321  # no passwd entry on the test machine (checked below)
@@ -28,8 +28,8 @@ def _ns(pid: int) -> dict[str, int]:
 
 
 def _exec_exit(c: CollectorProcess, pid: int) -> tuple[dict[str, object], dict[str, object]]:
-    [exit_] = wait_for(lambda: of_pid(c.events(), pid, "process_exit"))
-    execs = of_pid(c.events(), pid, "process_exec")
+    [exit_] = wait_for(lambda: of_pid(c.events(), pid, "process_exit", since_this_test()))
+    execs = of_pid(c.events(), pid, "process_exec", since_this_test())
     return execs[-1], exit_
 
 
@@ -60,7 +60,8 @@ def test_namespaces_are_the_processes_own(collector: CollectorProcess) -> None:
             wait_for(lambda: os.readlink(f"/proc/{p.pid}/exe") == SLEEP)  # noqa: B023
         want = {p.pid: _ns(p.pid) for p in (host, alone)}
         events = {p.pid: wait_for(lambda: [
-            e for e in of_pid(collector.events(), p.pid, "process_exec")  # noqa: B023
+            e for e in of_pid(collector.events(), p.pid, "process_exec",  # noqa: B023
+                              since_this_test())
             if e["process"]["binary"] == SLEEP]) for p in (host, alone)}
     finally:
         for p in (host, alone):

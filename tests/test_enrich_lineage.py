@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import CollectorProcess, of_pid, stat_value, wait_for
+from tests.helpers import CollectorProcess, of_pid, since_this_test, stat_value, wait_for
 
 BASH = os.path.realpath("/bin/bash")
 SH = os.path.realpath("/bin/sh")
@@ -47,13 +47,13 @@ def pytest_image(c: CollectorProcess) -> dict[str, Any]:
 
 
 def exit_of(c: CollectorProcess, pid: int) -> Event:
-    found = wait_for(lambda: of_pid(c.events(), pid, "process_exit"))
+    found = wait_for(lambda: of_pid(c.events(), pid, "process_exit", since_this_test()))
     assert len(found) == 1, found
     return found[0]  # type: ignore[no-any-return]
 
 
 def execs_of(c: CollectorProcess, pid: int) -> list[Event]:
-    return of_pid(c.events(), pid, "process_exec")
+    return of_pid(c.events(), pid, "process_exec", since_this_test())
 
 
 def child_exec(c: CollectorProcess, parent: Event, binary: str) -> Event:

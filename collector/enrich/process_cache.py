@@ -81,6 +81,7 @@ class Entry:
     coarse: bool = False  # start_ns from /proc
     forked: TaskIds | None = None  # the fork record's ids, for a clone
     seen_ns: int = 0  # boot time /proc was read, for an entry found there
+    end_ns: int = 0  # boot time the image ended (exit, or replaced by an exec); 0 while live
 
 
 @dataclass
@@ -351,8 +352,9 @@ class ProcessCache:
 
     # -- kernel facts in ---------------------------------------------------------
 
-    def _ended_image(self, pid: int, entry: Entry) -> None:
-        """Remember an image that ended (see ENDED_MAX)."""
+    def _ended_image(self, pid: int, entry: Entry, end_ns: int) -> None:
+        """Remember an image that ended at end_ns (see ENDED_MAX)."""
+        entry.end_ns = end_ns
         ended = self._ended
         ended[pid] = entry
         if len(ended) >= ENDED_MAX:
@@ -361,16 +363,15 @@ class ProcessCache:
     def _forker(self, pid: int, fork_ns: int) -> Entry | None:
         """The image pid ran at fork_ns. The kernel may send a fork record late
         (at the child's exec or exit), after the forker exec'd or exited: then
-        the image it ran at the fork is the one that ended, not the live one."""
+        the image it ran at the fork is the one that ended, not the live one.
+        An ended image counts only if it ran at fork_ns: pids wrap, and the one
+        that ended may be an earlier process's with the same pid."""
         live = self._live.get(pid)
         if live is not None and live.begin_ns <= fork_ns:
             return live
-        ended = self._ended.get(pid)
-        if ended is not None and ended.begin_ns <= fork_ns:
-            return ended
-        ended = self._ended_before.get(pid)  # the older generation: an older image
-        if ended is not None and ended.begin_ns <= fork_ns:
-            return ended
+        for ended in (self._ended.get(pid), self._ended_before.get(pid)):  # newer first
+            if ended is not None and ended.begin_ns <= fork_ns <= ended.end_ns:
+                return ended
         return live if live is not None else self._lookup(pid)
 
     def on_fork(self, rec: ForkRecord) -> None:
@@ -416,7 +417,7 @@ class ProcessCache:
             namespaces, rec.flags,  # namespaces, flags
         )
         if previous is not None:
-            self._ended_image(pid, previous)
+            self._ended_image(pid, previous, rec.ktime_ns)
         self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
         return self._event(PROCESS_EXEC, rec.ktime_ns, process, lineage)
 
@@ -429,7 +430,7 @@ class ProcessCache:
             self.stats.unknown_exits += 1
             entry = self._unknown(t)
         self._live.pop(t.pid, None)
-        self._ended_image(t.pid, entry)
+        self._ended_image(t.pid, entry, rec.ktime_ns)
         process = self.process_of(entry)
         if t.tid != process["tid"] or t.ppid != process["ppid"] or \
                 t.cgroup_id != process["cgroup_id"]:

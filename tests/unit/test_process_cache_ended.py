@@ -46,3 +46,21 @@ def test_a_late_fork_finds_the_older_image_of_a_pid_that_ended_twice() -> None:
     forked = cache.get(43)
     assert forked is not None
     assert forked.lineage[0]["start_time"] == cache.clock.to_wall_ns(t0)
+
+
+def test_a_late_fork_skips_an_image_that_had_ended_before_the_fork() -> None:
+    """pids wrap: the image that ended under the forker's pid may be an earlier
+    process's, which cannot have forked after its end."""
+    cache = _cache()
+    t0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - 10**9
+    cache.on_exit(ExitRecord(t0 + 100, _task(7_000_002, 0, t0), 0))  # ran t0..t0+100
+    for i in range(ENDED_MAX):  # and again from the older generation
+        cache.on_exit(ExitRecord(t0 + 200 + i, _task(7_200_000 + i, 0, t0 + 150), 0))
+    # a later process with the same pid, never seen by the cache, forks at t0+5000
+    cache.on_fork(ForkRecord(t0 + 5000, _task(44, 7_000_002, t0 + 5000)))
+    assert cache.get(44) is None  # no wrong parent: the child's exec looks it up
+    # while a fork within the image's life still finds it
+    cache.on_fork(ForkRecord(t0 + 50, _task(45, 7_000_002, t0 + 50)))
+    forked = cache.get(45)
+    assert forked is not None
+    assert forked.lineage[0]["start_time"] == cache.clock.to_wall_ns(t0)
