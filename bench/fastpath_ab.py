@@ -67,13 +67,10 @@ def storm(spawner: str, seconds: float, marker: str) -> int:
     return sum(spawned(p.communicate()[0]) for p in procs)
 
 
-def counter(stats: str, name: str, absent: int | None = None) -> int:
-    """A counter of the stats line; `absent` for one shown only when not 0."""
+def counter(stats: str, name: str) -> int:
     for part in stats.split():
         if part.startswith(name + "="):
             return int(part.split("=")[1])
-    if absent is not None:
-        return absent
     raise KeyError(name)
 
 
@@ -115,8 +112,7 @@ def traced(collector: str, sink: str, spawner: str, seconds: float,
     out_path.unlink(missing_ok=True)
     return {"processes": n, "per_s": round(n / took), "cpu_s": round(cpu / 1e9, 3),
             "cpu_us_per_event": round(cpu / 1e3 / max(2 * n, 1), 2), "peak_rss_mib": rss,
-            "kernel_drops": counter(stats, "drops"),
-            "ring_retries": counter(stats, "ring_retries", 0), "marker_lines": seen,
+            "kernel_drops": counter(stats, "drops"), "marker_lines": seen,
             "lost": 2 * n + 4 - seen, "rc": proc.returncode}
 
 
@@ -151,8 +147,7 @@ def main() -> None:
         mine = [r for r in runs if r["side"] == name]
         summary[name] = {k: {"median": statistics.median(r[k] for r in mine),  # type: ignore[misc]
                              "min": min(r[k] for r in mine), "max": max(r[k] for r in mine)}  # type: ignore[type-var]
-                         for k in ("cpu_us_per_event", "ratio", "peak_rss_mib", "lost", "kernel_drops",
-                                   "ring_retries")}
+                         for k in ("cpu_us_per_event", "ratio", "peak_rss_mib", "lost", "kernel_drops")}
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sink": a.sink,
            "seconds": a.seconds, "sides": sides, "untraced_per_s": [round(b) for b in base],
            "runs": runs, "summary": summary}

@@ -123,53 +123,6 @@ static __always_inline __u64 wakeup_flag(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-/*
- * Records the ring refused once and took at the second try (ring_output,
- * ring_reserve): not losses, so not in `drops`. A ring with room can refuse:
- * since 6.15 its lock is a resilient spinlock, and a waiter gives up after a
- * timeout (a quarter of a second of the waiter's clock, which runs on while
- * a VM's vCPU is descheduled) or on a suspected deadlock. By then the lock
- * is free, so the second try is taken; a full ring refuses it too (a drop).
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} ring_retries SEC(".maps");
-
-static __always_inline void count_ring_retry(void)
-{
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&ring_retries, &zero);
-
-	if (n)
-		*n += 1;
-}
-
-/* bpf_ringbuf_output, tried twice (see ring_retries); 0 when queued. */
-static __always_inline long ring_output(void *data, __u64 size)
-{
-	if (!bpf_ringbuf_output(&events, data, size, wakeup_flag()))
-		return 0;
-	if (bpf_ringbuf_output(&events, data, size, wakeup_flag()))
-		return -1;
-	count_ring_retry();
-	return 0;
-}
-
-/* bpf_ringbuf_reserve, tried twice (see ring_retries). A macro: the verifier
- * wants the size a constant at the call. */
-#define ring_reserve(size) ({						\
-	void *__slot = bpf_ringbuf_reserve(&events, (size), 0);		\
-	if (!__slot) {							\
-		__slot = bpf_ringbuf_reserve(&events, (size), 0);	\
-		if (__slot)						\
-			count_ring_retry();				\
-	}								\
-	__slot;								\
-})
-
 static __always_inline bool is_ignored(__u32 tgid)
 {
 	if (!cfg.ignore_self)
@@ -222,7 +175,7 @@ static __always_inline void send_pending_fork(__u32 tgid)
 
 	if (!saved)
 		return;
-	if (ring_output(saved, sizeof(*saved)))
+	if (bpf_ringbuf_output(&events, saved, sizeof(*saved), wakeup_flag()))
 		count_drop(DROP_FORK);
 	bpf_map_delete_elem(&pending_forks, &tgid);
 }
@@ -372,7 +325,7 @@ static __always_inline __u32 write_path(struct exec_event *e, __u32 off, struct 
 /* The exec record, behind the child's held-back fork record if that has news. */
 static __always_inline bool output_exec(struct exec_event *e, __u32 size)
 {
-	if (ring_output(e, size)) {
+	if (bpf_ringbuf_output(&events, e, size, wakeup_flag())) {
 		count_drop(DROP_EXEC);
 		return false;
 	}
@@ -392,7 +345,7 @@ static __always_inline int send_exec(struct task_struct *task, struct exec_event
 	/* straight-line paths, one per outcome: older verifiers lose track of a
 	 * reservation that is held or not depending on an earlier branch */
 	forker = saved->task.ppid;
-	slot = ring_reserve(sizeof(*slot));
+	slot = bpf_ringbuf_reserve(&events, sizeof(*slot), 0);
 	if (!slot) {
 		count_drop(DROP_FORK);
 		bpf_map_delete_elem(&pending_forks, &tgid);
@@ -515,7 +468,7 @@ static __always_inline int record_exit(struct task_struct *task)
 		return 0;
 	}
 	send_pending_fork(tgid);  /* it never exec'd: it ran its forker's image */
-	e = ring_reserve(sizeof(*e));
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DROP_EXIT);
 		return 0;
@@ -643,7 +596,7 @@ static __always_inline int fork_body(struct task_struct *parent, struct task_str
 	if (bpf_map_update_elem(&pending_forks, &ctgid, e, BPF_ANY) == 0)
 		return 0;
 	/* no room to hold it back: send it now */
-	if (ring_output(e, sizeof(*e)))
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), wakeup_flag()))
 		count_drop(DROP_FORK);
 	return 0;
 }

@@ -115,19 +115,6 @@ static __always_inline u64 wakeup_flag(u32 bytes)
 	return BPF_RB_FORCE_WAKEUP;
 }
 
-/* Records the ring refused once and took at the second try: not losses (see
- * ring_retries in bpf/process.bpf.c, which says why a ring with room refuses). */
-BPF_PERCPU_ARRAY(ring_retries, u64, 1);
-
-static __always_inline void count_ring_retry(void)
-{
-	u32 zero = 0;
-	u64 *n = ring_retries.lookup(&zero);
-
-	if (n)
-		*n += 1;
-}
-
 static __always_inline bool is_ignored(u32 tgid)
 {
 	if (!IGNORE_SELF)
@@ -305,12 +292,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->hdr.size = size;
-	if (events.ringbuf_output(e, size, wakeup_flag(size))) {
-		if (events.ringbuf_output(e, size, wakeup_flag(size)))
-			count_drop(DROP_EXEC);
-		else
-			count_ring_retry();
-	}
+	if (events.ringbuf_output(e, size, wakeup_flag(size)))
+		count_drop(DROP_EXEC);
 	return 0;
 }
 
@@ -345,13 +328,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 		return 0;
 	}
 	e = events.ringbuf_reserve(sizeof(*e));
-	if (!e) {  /* bcc rewrites map calls, which it cannot do inside a macro */
-		e = events.ringbuf_reserve(sizeof(*e));
-		if (!e) {
-			count_drop(DROP_EXIT);
-			return 0;
-		}
-		count_ring_retry();
+	if (!e) {
+		count_drop(DROP_EXIT);
+		return 0;
 	}
 	e->hdr.kind = EVENT_EXIT;
 	e->hdr.size = sizeof(*e);
@@ -383,13 +362,9 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		return 0;
 	}
 	e = events.ringbuf_reserve(sizeof(*e));
-	if (!e) {  /* bcc rewrites map calls, which it cannot do inside a macro */
-		e = events.ringbuf_reserve(sizeof(*e));
-		if (!e) {
-			count_drop(DROP_FORK);
-			return 0;
-		}
-		count_ring_retry();
+	if (!e) {
+		count_drop(DROP_FORK);
+		return 0;
 	}
 	e->hdr.kind = EVENT_FORK;
 	e->hdr.size = sizeof(*e);

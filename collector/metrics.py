@@ -67,9 +67,6 @@ class StatsCollector(Collector):
         for kind, n in sorted(kinds.items()):
             drops.add_metric([kind], n)
         yield drops
-        yield CounterMetricFamily("collector_kernel_ring_retries", "Records the ring buffer "
-                                  "refused once and took at the second try (not lost)",
-                                  value=reader.ring_retries)
         yield CounterMetricFamily("collector_decode_errors", "Kernel records that could not be "
                                   "decoded (skipped)", value=reader.decode_errors)
         yield CounterMetricFamily("collector_events_filtered", "Events dropped by filter rules "

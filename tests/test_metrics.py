@@ -23,7 +23,6 @@ from tests.support.small_fs import fill, small_tmpfs
 
 CONTRACT = (
     "collector_events_total", "collector_kernel_records_total", "collector_kernel_drops_total",
-    "collector_kernel_ring_retries_total",
     "collector_sink_events_total", "collector_sink_dropped_total", "collector_sink_retries_total",
     "collector_sink_queue_depth", "collector_process_cache_entries",
     "collector_process_cache_evictions_total", "collector_build_info",

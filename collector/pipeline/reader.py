@@ -104,7 +104,6 @@ class Reader:
                 now_s = time.monotonic()
                 if stopping or now_s >= next_drops:
                     self.stats.kernel_drops = self.probe.kernel_drops()
-                    self.stats.ring_retries = self.probe.ring_retries()
                     next_drops = now_s + DROPS_REFRESH_S
                 self.cache.maintain()
                 if stopping:

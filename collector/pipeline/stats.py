@@ -49,8 +49,6 @@ class ReaderStats:
     filtered: int = 0  # events dropped by filters (by design, not a loss)
     filtered_by_type: Counter[str] = field(default_factory=Counter)  # the same, by event_type
     kernel_drops: dict[str, int] = field(default_factory=dict)
-    # refused by the ring once, taken at the second try: not lost, not in drops
-    ring_retries: int = 0
 
     @property
     def kernel_dropped(self) -> int:
@@ -149,8 +147,7 @@ def render(snap: Snapshot) -> str:
     """e.g. `stats: kernel records=4002 drops=0 | exec=2000 exit=2001 ... | stdout written=4001 ...`"""
     reader = snap.reader
     parts = [
-        f"kernel records={reader.records} drops={reader.kernel_dropped}"
-        + (f" ring_retries={reader.ring_retries}" if reader.ring_retries else ""),
+        f"kernel records={reader.records} drops={reader.kernel_dropped}",
         f"events exec={reader.execs} exit={reader.exits} procfs={reader.procfs} "
         f"filtered={reader.filtered} decode_errors={reader.decode_errors}",
     ]

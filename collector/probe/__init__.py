@@ -22,9 +22,5 @@ class Probe(Protocol):
     def kernel_drops(self) -> dict[str, int]:
         """Records the kernel could not queue (ring buffer full), by event kind."""
 
-    def ring_retries(self) -> int:
-        """Records the ring refused once and took at the second try (not losses:
-        see ring_retries in bpf/process.bpf.c)."""
-
     def close(self) -> None:
         """Detach and free everything; safe to call twice."""

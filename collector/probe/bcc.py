@@ -322,12 +322,6 @@ class BccProbe:
         return {r.name.lower(): int(sum(table.getvalue(table.Key(r))))
                 for r in DropReason}
 
-    def ring_retries(self) -> int:
-        if self._bpf is None:
-            return 0
-        table = self._bpf[b"ring_retries"]
-        return int(sum(table.getvalue(table.Key(0))))
-
     def close(self) -> None:
         if self._rb:
             from bcc import libbcc

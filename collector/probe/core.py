@@ -90,7 +90,6 @@ class CoreProbe:
         self._links: list[int] = []
         self._rb: libbpf.RingBuffer | ringbuf.MappedRing | None = None
         self._drops_fd = -1
-        self._retries_fd = -1
         self._prog_fds: dict[str, int] = {}
         self._ncpu = 1
 
@@ -158,7 +157,6 @@ class CoreProbe:
             self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog), f"attaching {name}"))
             self._prog_fds[name] = lib.bpf_program__fd(prog)
         self._drops_fd = lib.bpf_map__fd(self._map("drops"))
-        self._retries_fd = lib.bpf_map__fd(self._map("ring_retries"))
         events_fd = lib.bpf_map__fd(self._map("events"))
         self._rb = (ringbuf.MappedRing(events_fd, self.ring_buffer_bytes, RECORD_MAX)
                     if self.ring_reader == "mapped" else libbpf.RingBuffer(events_fd))
@@ -223,14 +221,6 @@ class CoreProbe:
                 out[MISSED_KIND[name]] += _recursion_misses(fd)
         return out
 
-    def ring_retries(self) -> int:
-        if self._retries_fd < 0:
-            return 0
-        values = (ctypes.c_uint64 * self._ncpu)()
-        key = ctypes.c_uint32(0)
-        rc = libbpf.lib().bpf_map_lookup_elem(self._retries_fd, ctypes.byref(key), values)
-        return sum(values) if rc == 0 else 0
-
     def close(self) -> None:
         if self._rb is not None:
             self._rb.close()
@@ -242,7 +232,7 @@ class CoreProbe:
         if self._obj:
             lib.bpf_object__close(self._obj)  # type: ignore[union-attr]
             self._obj = 0
-        self._drops_fd = self._retries_fd = -1
+        self._drops_fd = -1
         self._prog_fds.clear()
 
 

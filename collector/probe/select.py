@@ -56,11 +56,6 @@ class AutoProbe:
             return self._core.kernel_drops()
         return self._probe.kernel_drops()
 
-    def ring_retries(self) -> int:
-        if self._probe is None:
-            return self._core.ring_retries()
-        return self._probe.ring_retries()
-
     def close(self) -> None:
         if self._probe is not None:
             self._probe.close()
