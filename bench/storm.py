@@ -275,6 +275,15 @@ def file_lines(path: Path) -> Iterator[bytes]:
         yield from f
 
 
+def file_sink_lines(path: Path) -> Iterator[bytes]:
+    """The file sink's lines: the live file and the ones it rotated out (named
+    <stem>.<time>-<seq><suffix>: a 60 s storm writes about 200 MB, two rotations)."""
+    for rotated in sorted(path.parent.glob(f"{path.stem}.*{path.suffix}")):
+        yield from file_lines(rotated)
+    if path.exists():
+        yield from file_lines(path)
+
+
 class Tracer:
     """One traced configuration: start it, say which processes are its cost,
     stop it and count what it saw of the markers."""
@@ -513,7 +522,9 @@ class Collector(Tracer):
         if self.sink == "stdout":
             out["seen"] = count_ppid_json(file_lines(self.d.out_path), ppids)
         elif self.sink == "file":
-            out["seen"] = count_ppid_json(file_lines(self.work / "events.jsonl"), ppids)
+            out["seen"] = count_ppid_json(file_sink_lines(self.work / "events.jsonl"), ppids)
+            for written in self.work.glob("events*.jsonl"):
+                written.unlink()  # the next run starts with none
         else:
             out["seen"] = self.consume(ppids)
         return out
