@@ -164,12 +164,12 @@ def of_pid(events: Iterable[dict[str, Any]], pid: int, event_type: str | None = 
 START_TIME_SLACK_NS = 1_000_000_000
 
 
-def started_since(wall_ns: int | None = None) -> str:
-    """A start_time bound for of_pid: now (or wall_ns) less the clock slack.
-    The timestamps are fixed-width RFC 3339 UTC, so they compare as strings."""
+def started_since() -> str:
+    """A start_time bound for of_pid: now less the clock slack. The timestamps
+    are fixed-width RFC 3339 UTC, so they compare as strings."""
     from collector.encode.timefmt import rfc3339_ns
 
-    return rfc3339_ns((time.time_ns() if wall_ns is None else wall_ns) - START_TIME_SLACK_NS)
+    return rfc3339_ns(time.time_ns() - START_TIME_SLACK_NS)
 
 
 _test_began: str | None = None  # set by tests/conftest.py for every test

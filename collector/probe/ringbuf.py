@@ -56,7 +56,7 @@ class ConsumerPosition:
         self._u64 = memoryview(page).cast("Q")
 
     def load(self) -> int:
-        return int(self._u64[0])
+        return self._u64[0]
 
     def store(self, pos: int) -> None:
         self._u64[0] = pos
