@@ -3,8 +3,11 @@
 `pip wheel .` / `python -m build` compile bpf/process.bpf.c with the same
 recipe as the Makefile (bpf/build.py) into the wheel's collector/probe/, and
 tag the wheel for the machine the object was built for (py3-none-<platform>):
-the Python is pure, the object is not. An editable install (`make venv`)
-uses the checkout's object, which the Makefile builds.
+the Python is pure, the object is not. The C fast paths (pyproject.toml's
+ext-modules) are built for the CPython that builds the wheel; on another
+Python 3 their files are not importable and the Python modules they mirror do
+the work, so the tag stays py3-none. An editable install (`make venv`) uses
+the checkout's object, which the Makefile builds.
 """
 
 from __future__ import annotations

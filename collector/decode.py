@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal as _signal
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from collector.probe.layout import (
     EXEC_DATA_OFFSET,
@@ -156,9 +156,10 @@ _ANY_TRUNCATED = int(ExecFlags.ARGS_TRUNCATED | ExecFlags.BINARY_TRUNCATED
 _ARGS_UNREADABLE = int(ExecFlags.ARGS_UNREADABLE)
 
 
-def decode(raw: bytes) -> Record:
+def decode_py(raw: bytes) -> Record:
     """Decode one ring-buffer record (the exec case inline: the most common, and
-    the one with the most work)."""
+    the one with the most work). The reference of collector._decode, and what
+    decode() is when the package was built without it."""
     n = len(raw)
     if n < _HEADER_SIZE:
         raise DecodeError(f"record of {n} bytes is shorter than its header")
@@ -196,6 +197,27 @@ def decode(raw: bytes) -> Record:
         return ForkRecord(ktime, TaskIds(pid, tid, ppid, start, cgroup, _comm(comm)))
     size = HEADER.unpack_from(raw)[1]
     raise DecodeError(f"unknown record kind {kind} (size {size})")
+
+
+def _native_decode() -> Callable[[bytes], Record] | None:
+    """collector._decode's decoder (C; the same records, a fraction of the CPU),
+    when the package was built with it. It checks the dataclasses' fields
+    against the ones it fills, and hands what it does not take as a regular
+    record to decode_py (whose DecodeError names the fault)."""
+    try:
+        from collector._decode import Decoder
+    except ImportError:  # installed without a C compiler
+        return None
+    types = (ExecRecord, ExitRecord, ForkRecord, TaskIds)
+    names = tuple(tuple(f.name for f in fields(t)) for t in types)
+    return Decoder(types, names, _comms, _paths, _comm, _path, decode_py)  # type: ignore[no-any-return]
+
+
+_NATIVE = _native_decode()
+NATIVE = _NATIVE is not None  # for tests and the benches
+decode: Callable[[bytes], Record] = _NATIVE if _NATIVE is not None else decode_py
+"""Decode one ring-buffer record: an ExecRecord, ExitRecord or ForkRecord;
+DecodeError for bytes that are not a record of the layout."""
 
 
 # -- the exit status word ---------------------------------------------------------------------

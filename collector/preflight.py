@@ -35,8 +35,24 @@ def run_checks(cfg: Config | None = None, backend: str = "core",
     count_core, count_bcc = counts[backend]
     yield from ((ok if count_core or ok else None, line) for ok, line in core)
     yield from ((ok if count_bcc or ok else None, line) for ok, line in bcc)
+    yield fast_paths()
     if cfg is not None:
         yield from _sink_checks(cfg)
+
+
+def fast_paths() -> tuple[bool | None, str]:
+    """The C fast paths of the per-event work: informational, the collector runs
+    without them (the Python modules they mirror do the same work, at more CPU)."""
+    from collector import decode
+    from collector.encode import json
+
+    missing = [name for name, built in (("collector._decode", decode.NATIVE),
+                                        ("collector.encode._jsonline", json.NATIVE)) if not built]
+    if not missing:
+        return True, "fast paths: C decode and JSON line encoder loaded"
+    return None, (f"fast paths: {', '.join(missing)} not built for this Python; the Python "
+                  "code does the work, at more CPU per event (install from source with a C "
+                  "compiler and the Python headers)")
 
 
 def _core_checks(problem: str | None) -> Iterator[tuple[bool, str]]:

@@ -120,7 +120,8 @@ class SharedRecord(dict):  # type: ignore[type-arg]
     defaults rather than __slots__: an unset slot can only be detected by
     catching AttributeError, which costs more than the instance dict.)"""
 
-    json_fragment: Any = None  # set by collector.encode.json
+    json_fragment: Any = None  # set by collector.encode.json (an orjson.Fragment)
+    json_text: bytes | None = None  # the same JSON text (collector.encode._jsonline reads it)
     avro_datum: bytes | None = None  # set by collector.encode.avro
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:

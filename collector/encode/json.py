@@ -11,11 +11,17 @@ parent of every command a shell runs) is rendered once: its JSON text is
 kept on it and spliced into each line as an orjson.Fragment. Which fields
 are timestamps and which hold records is read from the schema once. The
 bytes are the same as json_record + orjson.dumps (tests/test_encode_json_fast.py).
+
+Faster still: collector.encode._jsonline (C, built with the package) writes
+the line in one pass for the shapes the process cache builds, and hands
+anything else back to the orjson path here, which stays its reference
+(tests/unit/test_jsonline_native.py).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -87,7 +93,7 @@ def _fragment(record: Any, leaves: tuple[str, ...]) -> Any:
         if frag is None:
             # an exact-size copy: orjson's result keeps its whole output buffer
             # (8 KiB for a 700-byte record), and this one lives as long as the record
-            text = memoryview(orjson.dumps(_render(record, leaves))).tobytes()
+            text = record.json_text = memoryview(orjson.dumps(_render(record, leaves))).tobytes()
             frag = record.json_fragment = _Fragment(text)
         return frag
     if isinstance(record, dict):
@@ -120,9 +126,36 @@ def json_ready(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def encode_json_line(event: dict[str, Any]) -> bytes:
-    """One event as a newline-terminated JSON line. `+ b"\n"`, not
+def encode_json_line_orjson(event: dict[str, Any]) -> bytes:
+    """One event as a newline-terminated JSON line, by orjson. `+ b"\n"`, not
     OPT_APPEND_NEWLINE: the concatenation is an exact-size copy, while orjson's
     own result keeps its whole output buffer (8 KiB for a 700-byte line), and a
     batch holds a thousand lines."""
+    return orjson.dumps(json_ready(event)) + b"\n"
+
+
+def _native_line() -> Callable[[dict[str, Any]], bytes | None] | None:
+    """The C encoder's line(), when the package was built with it."""
+    try:
+        from collector.encode._jsonline import Encoder
+    except ImportError:  # installed without a C compiler: orjson does it all
+        return None
+    if _PLAN is None:
+        return None
+    top, nested = _PLAN
+    return Encoder(SharedRecord, _Fragment, top, nested).line  # type: ignore[no-any-return]
+
+
+_NATIVE_LINE = _native_line()
+NATIVE = _NATIVE_LINE is not None  # for tests and the benches
+
+
+def encode_json_line(event: dict[str, Any]) -> bytes:
+    """One event as a newline-terminated JSON line: by the C encoder, or by
+    orjson for what it hands back (the same bytes either way)."""
+    native = _NATIVE_LINE
+    if native is not None:
+        line = native(event)
+        if line is not None:
+            return line
     return orjson.dumps(json_ready(event)) + b"\n"

@@ -1,0 +1,327 @@
+/*
+ * collector._decode: raw ring-buffer records → ExecRecord / ExitRecord /
+ * ForkRecord, in C.
+ *
+ * Why: in an exec storm decode() is a sixth of the collector's CPU, most of
+ * it in the dataclasses' generated __init__ (Python code, two per record:
+ * the record and its TaskIds) and in struct's tuple of twenty fields
+ * (bench/results/decode_native_ab.json). This reads the fields at the
+ * offsets of bpf/process.h, the header the BPF programs are built with, and
+ * fills the dataclasses' slots directly.
+ *
+ * collector.decode stays the reference and the fallback: a record this does
+ * not take as regular (too short, lengths past its end, an unknown kind)
+ * goes to collector.decode.decode_py, which raises the DecodeError with its
+ * message. comm, binary and cwd go through the same memo dicts as there
+ * (a miss calls collector.decode's _comm / _path, which fill them); argv is
+ * decoded item by item with backslashreplace, which gives the same strings
+ * as decoding the whole list and splitting it (see collector.decode).
+ * tests/unit/test_decode_native.py holds the two paths to the same records.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <linux/types.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "process.h"
+
+#define AUID_UNSET 0xFFFFFFFFu
+
+/* the slots of one dataclass, in the order the Python side names them */
+#define MAX_FIELDS 16
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t n;
+    Py_ssize_t offset[MAX_FIELDS];
+} Slots;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall; /* calls without an argument tuple */
+    Slots exec, exit, fork, task;
+    PyObject *comms, *paths;      /* collector.decode's memo dicts */
+    PyObject *comm_miss, *path_miss; /* collector.decode._comm / _path */
+    PyObject *fallback;           /* collector.decode.decode_py */
+    PyObject *s_execve, *s_truncated, *s_args_unreadable;
+} Decoder;
+
+/* a new instance with every slot set from vals (references stolen) */
+static PyObject *make(Slots *s, PyObject **vals) {
+    PyObject *obj = s->type->tp_alloc(s->type, 0);
+    for (Py_ssize_t i = 0; i < s->n; i++) {
+        if (!vals[i] || !obj) {
+            for (Py_ssize_t j = i; j < s->n; j++)
+                Py_XDECREF(vals[j]);
+            Py_XDECREF(obj);
+            return NULL;
+        }
+        *(PyObject **)((char *)obj + s->offset[i]) = vals[i];
+    }
+    return obj;
+}
+
+/* the fields this file fills, in the order it fills them: the dataclasses'
+   own order (the Python side hands in dataclasses.fields(); init refuses others) */
+static const char *const EXEC_FIELDS[] = {"ktime_ns", "task", "uid", "euid", "gid", "egid", "auid",
+                                          "binary", "cwd", "args", "args_truncated", "flags", NULL};
+static const char *const EXIT_FIELDS[] = {"ktime_ns", "task", "exit_status", NULL};
+static const char *const FORK_FIELDS[] = {"ktime_ns", "task", NULL};
+static const char *const TASK_FIELDS[] = {"pid", "tid", "ppid", "start_ns", "cgroup_id", "comm",
+                                          NULL};
+
+static int slots_init(Slots *s, PyObject *type, PyObject *names, const char *const *want) {
+    Py_ssize_t n = 0;
+    while (want[n])
+        n++;
+    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != n) {
+        PyErr_Format(PyExc_TypeError, "collector._decode fills %zd fields of %s", n, want[0]);
+        return -1;
+    }
+    s->type = (PyTypeObject *)type; /* its reference is taken at the end */
+    s->n = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, want[i]) != 0) {
+            PyErr_Format(PyExc_TypeError, "%s's field %zd is %R; collector._decode fills %s "
+                         "there: rebuild it with the dataclass", s->type->tp_name, i, name,
+                         want[i]);
+            return -1;
+        }
+        PyObject *d = PyDict_GetItemWithError(s->type->tp_dict, PyTuple_GET_ITEM(names, i));
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "%s.%U is not a slot", s->type->tp_name,
+                             PyTuple_GET_ITEM(names, i));
+            return -1;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError, "%s.%U is not a plain object slot", s->type->tp_name,
+                         PyTuple_GET_ITEM(names, i));
+            return -1;
+        }
+        s->offset[i] = m->offset;
+    }
+    Py_INCREF(type);
+    return 0;
+}
+
+/* a memoised text (comm, binary, cwd): the memo's, or what the Python side
+   makes of it on a miss (and remembers) */
+static PyObject *memo(PyObject *dict, PyObject *miss, const char *raw, Py_ssize_t n) {
+    PyObject *key = PyBytes_FromStringAndSize(raw, n);
+    if (!key)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(dict, key);
+    if (found) {
+        Py_DECREF(key);
+        return Py_NewRef(found);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    found = PyObject_CallOneArg(miss, key);
+    Py_DECREF(key);
+    return found;
+}
+
+static PyObject *text(const char *raw, Py_ssize_t n) {
+    return PyUnicode_DecodeUTF8(raw, n, "backslashreplace");
+}
+
+/* argv as the kernel lays it out: NUL-separated, NUL-terminated */
+static PyObject *args_list(const char *raw, Py_ssize_t n) {
+    PyObject *out = PyList_New(0);
+    if (!out)
+        return NULL;
+    Py_ssize_t at = 0;
+    while (at < n) {
+        const char *nul = memchr(raw + at, 0, n - at);
+        Py_ssize_t end = nul ? nul - raw : n;
+        PyObject *item = text(raw + at, end - at);
+        if (!item || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+        at = end + 1; /* past the NUL: a trailing NUL ends the list, no empty item */
+    }
+    return out;
+}
+
+static PyObject *task_ids(Decoder *self, const struct task_ids *t) {
+    PyObject *v[6] = {
+        PyLong_FromUnsignedLong(t->pid),
+        PyLong_FromUnsignedLong(t->tid),
+        PyLong_FromUnsignedLong(t->ppid),
+        PyLong_FromUnsignedLongLong(t->start_ns),
+        PyLong_FromUnsignedLongLong(t->cgroup_id),
+        memo(self->comms, self->comm_miss, t->comm, TASK_COMM_LEN),
+    };
+    return make(&self->task, v);
+}
+
+static PyObject *decode_exec(Decoder *self, const char *raw, Py_ssize_t n) {
+    struct exec_event e; /* the fixed part only: data[] stays in raw */
+    memcpy(&e, raw, offsetof(struct exec_event, data));
+    const Py_ssize_t at = offsetof(struct exec_event, data);
+    Py_ssize_t cwd_at = at + (Py_ssize_t)e.binary_len, args_at = cwd_at + (Py_ssize_t)e.cwd_len;
+    if (args_at + (Py_ssize_t)e.args_len > n)
+        return NULL; /* the fallback names it */
+    PyObject *marks = PyList_New(0);
+    if (!marks)
+        return NULL;
+    if (PyList_Append(marks, self->s_execve) < 0 ||
+        ((e.flags & (EXEC_ARGS_TRUNCATED | EXEC_BINARY_TRUNCATED | EXEC_CWD_TRUNCATED)) &&
+         PyList_Append(marks, self->s_truncated) < 0) ||
+        ((e.flags & EXEC_ARGS_UNREADABLE) && PyList_Append(marks, self->s_args_unreadable) < 0)) {
+        Py_DECREF(marks);
+        return NULL;
+    }
+    PyObject *v[12] = {
+        PyLong_FromUnsignedLongLong(e.hdr.ktime_ns),
+        task_ids(self, &e.task),
+        PyLong_FromUnsignedLong(e.uid),
+        PyLong_FromUnsignedLong(e.euid),
+        PyLong_FromUnsignedLong(e.gid),
+        PyLong_FromUnsignedLong(e.egid),
+        e.auid == AUID_UNSET ? Py_NewRef(Py_None) : PyLong_FromUnsignedLong(e.auid),
+        memo(self->paths, self->path_miss, raw + at, e.binary_len),
+        memo(self->paths, self->path_miss, raw + cwd_at, e.cwd_len),
+        args_list(raw + args_at, e.args_len),
+        PyBool_FromLong(e.flags & EXEC_ARGS_TRUNCATED),
+        marks,
+    };
+    return make(&self->exec, v);
+}
+
+static PyObject *Decoder_call(Decoder *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *raw = view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *out = NULL;
+    __u32 kind = 0;
+    if (n >= (Py_ssize_t)sizeof(struct event_header))
+        memcpy(&kind, raw, sizeof(kind));
+    if (kind == EVENT_EXEC && n >= (Py_ssize_t)offsetof(struct exec_event, data)) {
+        out = decode_exec(self, raw, n);
+    } else if (kind == EVENT_EXIT && n >= (Py_ssize_t)sizeof(struct exit_event)) {
+        struct exit_event e;
+        memcpy(&e, raw, sizeof(e));
+        PyObject *v[3] = {PyLong_FromUnsignedLongLong(e.hdr.ktime_ns), task_ids(self, &e.task),
+                          PyLong_FromUnsignedLong(e.exit_status)};
+        out = make(&self->exit, v);
+    } else if (kind == EVENT_FORK && n >= (Py_ssize_t)sizeof(struct fork_event)) {
+        struct fork_event e;
+        memcpy(&e, raw, sizeof(e));
+        PyObject *v[2] = {PyLong_FromUnsignedLongLong(e.hdr.ktime_ns), task_ids(self, &e.task)};
+        out = make(&self->fork, v);
+    }
+    PyBuffer_Release(&view);
+    if (out || PyErr_Occurred())
+        return out;
+    return PyObject_CallOneArg(self->fallback, arg); /* raises its DecodeError */
+}
+
+static PyObject *Decoder_vcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "decode(raw) takes one bytes-like record");
+        return NULL;
+    }
+    return Decoder_call((Decoder *)self, args[0]);
+}
+
+static PyObject *Decoder_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
+    if (kw || PyTuple_GET_SIZE(args) != 1) {
+        PyErr_SetString(PyExc_TypeError, "decode(raw) takes one bytes-like record");
+        return NULL;
+    }
+    return Decoder_call((Decoder *)self, PyTuple_GET_ITEM(args, 0));
+}
+
+static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds) {
+    PyObject *types, *names;
+    static char *kwlist[] = {"types", "names", "comms", "paths", "comm_miss", "path_miss",
+                             "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOO:Decoder", kwlist, &PyTuple_Type,
+                                     &types, &PyTuple_Type, &names, &PyDict_Type, &self->comms,
+                                     &PyDict_Type, &self->paths, &self->comm_miss,
+                                     &self->path_miss, &self->fallback))
+        return -1;
+    Py_INCREF(self->comms);
+    Py_INCREF(self->paths);
+    Py_INCREF(self->comm_miss);
+    Py_INCREF(self->path_miss);
+    Py_INCREF(self->fallback);
+    if (PyTuple_GET_SIZE(types) != 4 || PyTuple_GET_SIZE(names) != 4) {
+        PyErr_SetString(PyExc_TypeError, "types and names: (exec, exit, fork, task)");
+        return -1;
+    }
+    Slots *slots[4] = {&self->exec, &self->exit, &self->fork, &self->task};
+    const char *const *want[4] = {EXEC_FIELDS, EXIT_FIELDS, FORK_FIELDS, TASK_FIELDS};
+    for (int i = 0; i < 4; i++)
+        if (slots_init(slots[i], PyTuple_GET_ITEM(types, i), PyTuple_GET_ITEM(names, i),
+                       want[i]) < 0)
+            return -1;
+    self->s_execve = PyUnicode_InternFromString("execve");
+    self->s_truncated = PyUnicode_InternFromString("truncated");
+    self->s_args_unreadable = PyUnicode_InternFromString("args_unreadable");
+    if (!self->s_execve || !self->s_truncated || !self->s_args_unreadable)
+        return -1;
+    self->vectorcall = Decoder_vcall;
+    return 0;
+}
+
+static void Decoder_dealloc(Decoder *self) {
+    Slots *slots[4] = {&self->exec, &self->exit, &self->fork, &self->task};
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(slots[i]->type);
+    Py_XDECREF(self->comms);
+    Py_XDECREF(self->paths);
+    Py_XDECREF(self->comm_miss);
+    Py_XDECREF(self->path_miss);
+    Py_XDECREF(self->fallback);
+    Py_XDECREF(self->s_execve);
+    Py_XDECREF(self->s_truncated);
+    Py_XDECREF(self->s_args_unreadable);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject DecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "collector._decode.Decoder",
+    .tp_basicsize = sizeof(Decoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Decoder, vectorcall),
+    .tp_doc = "Decoder(types, names, comms, paths, comm_miss, path_miss, fallback)(raw): "
+              "see the module's C source.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Decoder_init,
+    .tp_dealloc = (destructor)Decoder_dealloc,
+    .tp_call = Decoder_tp_call,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "collector._decode",
+    "Raw records → kernel facts in C; collector.decode is its reference.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__decode(void) {
+    if (PyType_Ready(&DecoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

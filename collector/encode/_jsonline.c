@@ -1,0 +1,441 @@
+/*
+ * collector.encode._jsonline: a ProcessEvent as one JSON line, in C.
+ *
+ * Why: in an exec storm the stdout and file sinks spend about a fifth of the
+ * collector's CPU turning events into lines through collector.encode.json
+ * (json_ready's copy of the event, rfc3339_ns, the fragments, orjson.dumps and
+ * the newline concatenation: bench/results/json_native_ab.json). This writes
+ * the same bytes in one pass over the event.
+ *
+ * The orjson path stays the reference and the fallback: for anything outside
+ * the plain shapes the process cache builds (exact dict, list, str, int, bool,
+ * None, SharedRecord), an int outside 64 bits, a str orjson would refuse, a
+ * timestamp outside years 1000..9999, this returns None and
+ * collector.encode.json does the work as before. tests/unit/test_jsonline_native.py
+ * holds the two to the same bytes.
+ *
+ * What it writes, as orjson does with no options: no spaces; keys in the
+ * dict's order; str as UTF-8 with '"', '\\' and control characters escaped
+ * (\b \t \n \f \r, else \u00xx); ints in decimal. Timestamp fields (the
+ * schema's, handed in by collector.encode.json: top-level names, and per
+ * field holding records the names inside those records) become RFC 3339 UTC
+ * strings with nanoseconds. A SharedRecord (built once, never changed) is
+ * written once: its JSON text is kept on it (json_text, and json_fragment as
+ * the orjson.Fragment the Python path splices) and copied into every line.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define UNSUPPORTED (-2) /* not for this path: the caller falls back to orjson */
+#define MAX_DEPTH 16     /* deeper values go to the orjson path */
+/* years 1000..9999: four digits, as strftime's %Y writes them */
+#define MIN_EPOCH_S (-30610224000LL) /* 1000-01-01T00:00:00Z */
+#define MAX_EPOCH_S 253402300800LL   /* 9999-12-31T23:59:59Z + 1 s */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+    char inline_space[4096];
+} Buf;
+
+static void buf_init(Buf *b) {
+    b->data = b->inline_space;
+    b->len = 0;
+    b->cap = sizeof(b->inline_space);
+}
+
+static void buf_free(Buf *b) {
+    if (b->data != b->inline_space)
+        PyMem_Free(b->data);
+}
+
+static int buf_reserve(Buf *b, Py_ssize_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data;
+    if (b->data == b->inline_space) {
+        data = PyMem_Malloc(cap);
+        if (data)
+            memcpy(data, b->data, b->len);
+    } else {
+        data = PyMem_Realloc(b->data, cap);
+    }
+    if (!data) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+#define PUT_LIT(b, s) buf_put((b), (s), sizeof(s) - 1)
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *shared_type; /* collector.schema.SharedRecord */
+    PyObject *fragment;    /* orjson.Fragment */
+    PyObject *top;         /* tuple of str: top-level timestamp fields */
+    PyObject *heads;       /* tuple of str: fields holding records */
+    PyObject *leaves;      /* tuple of tuples of str: each head's records' timestamp fields */
+    PyObject *s_json_text, *s_json_fragment;
+} Encoder;
+
+static const char HEX[] = "0123456789abcdef";
+
+static int put_str(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (!u) { /* surrogates: orjson refuses them with its own error */
+        PyErr_Clear();
+        return UNSUPPORTED;
+    }
+    if (buf_reserve(b, n * 6 + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\t': *o++ = 't'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\r': *o++ = 'r'; break;
+        default:
+            *o++ = 'u'; *o++ = '0'; *o++ = '0';
+            *o++ = HEX[c >> 4]; *o++ = HEX[c & 0xf];
+        }
+    }
+    *o++ = '"';
+    b->len = o - b->data;
+    return 0;
+}
+
+static int put_int(Buf *b, PyObject *v) {
+    int overflow;
+    char text[24];
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    int n;
+    if (overflow == 0) {
+        n = snprintf(text, sizeof(text), "%lld", x);
+    } else if (overflow > 0) {
+        unsigned long long ux = PyLong_AsUnsignedLongLong(v);
+        if (ux == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* beyond 64 bits: orjson's error, from the fallback */
+            return UNSUPPORTED;
+        }
+        n = snprintf(text, sizeof(text), "%llu", ux);
+    } else {
+        return UNSUPPORTED;
+    }
+    return buf_put(b, text, n);
+}
+
+/* an int timestamp (ns since the epoch) as "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ":
+   whole seconds rounded down, as rfc3339_ns's divmod does for times before 1970 */
+static int put_time(Buf *b, PyObject *v) {
+    int overflow;
+    long long ns = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (ns == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow)
+        return UNSUPPORTED;
+    long long sec = ns / 1000000000LL, frac = ns % 1000000000LL;
+    if (frac < 0) {
+        sec -= 1;
+        frac += 1000000000LL;
+    }
+    if (sec < MIN_EPOCH_S || sec >= MAX_EPOCH_S)
+        return UNSUPPORTED;
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm))
+        return UNSUPPORTED;
+    char text[40];
+    int n = snprintf(text, sizeof(text), "\"%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ\"",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, frac);
+    return buf_put(b, text, n);
+}
+
+static int put_value(Encoder *self, Buf *b, PyObject *v, int depth);
+
+/* is key one of names (a tuple of str)? the schema's names are interned, as
+   are the keys the builders write, so the pointer test answers almost always */
+static int named(PyObject *key, PyObject *names) {
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyTuple_GET_ITEM(names, i) == key)
+            return 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (PyUnicode_GET_LENGTH(name) == PyUnicode_GET_LENGTH(key) &&
+            PyUnicode_Compare(name, key) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* a dict's items; keys named in `times` (may be NULL) with int values as timestamps */
+static int put_dict(Encoder *self, Buf *b, PyObject *d, PyObject *times, int depth) {
+    if (depth > MAX_DEPTH)
+        return UNSUPPORTED;
+    if (PUT_LIT(b, "{") < 0)
+        return -1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int first = 1, rc;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key))
+            return UNSUPPORTED;
+        if (!first && PUT_LIT(b, ",") < 0)
+            return -1;
+        first = 0;
+        if ((rc = put_str(b, key)) < 0 || PUT_LIT(b, ":") < 0)
+            return rc < 0 ? rc : -1;
+        if (times && PyLong_Check(value) && named(key, times))
+            rc = put_time(b, value);
+        else
+            rc = put_value(self, b, value, depth + 1);
+        if (rc < 0)
+            return rc;
+    }
+    return PUT_LIT(b, "}");
+}
+
+static int put_value(Encoder *self, Buf *b, PyObject *v, int depth) {
+    if (v == Py_None)
+        return PUT_LIT(b, "null");
+    if (v == Py_True)
+        return PUT_LIT(b, "true");
+    if (v == Py_False)
+        return PUT_LIT(b, "false");
+    if (PyUnicode_CheckExact(v))
+        return put_str(b, v);
+    if (PyLong_CheckExact(v))
+        return put_int(b, v);
+    if (depth > MAX_DEPTH)
+        return UNSUPPORTED;
+    if (PyList_CheckExact(v)) {
+        if (PUT_LIT(b, "[") < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            int rc;
+            if (i && PUT_LIT(b, ",") < 0)
+                return -1;
+            if ((rc = put_value(self, b, PyList_GET_ITEM(v, i), depth + 1)) < 0)
+                return rc;
+        }
+        return PUT_LIT(b, "]");
+    }
+    if (PyDict_CheckExact(v) || Py_IS_TYPE(v, (PyTypeObject *)self->shared_type))
+        return put_dict(self, b, v, NULL, depth);
+    return UNSUPPORTED; /* floats, tuples, datetimes, subclasses...: orjson's */
+}
+
+/* a record in a field that holds records: a SharedRecord's kept text, or the
+   record written with its timestamp fields rendered */
+static int put_record(Encoder *self, Buf *b, PyObject *rec, PyObject *times) {
+    if (PyDict_CheckExact(rec))
+        return put_dict(self, b, rec, times, 1);
+    if (!Py_IS_TYPE(rec, (PyTypeObject *)self->shared_type))
+        return put_value(self, b, rec, 1);
+    PyObject *text = PyObject_GetAttr(rec, self->s_json_text);
+    if (!text)
+        return -1;
+    if (PyBytes_CheckExact(text)) {
+        int rc = buf_put(b, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text));
+        Py_DECREF(text);
+        return rc;
+    }
+    Py_DECREF(text);
+    Buf own;
+    buf_init(&own);
+    int rc = put_dict(self, &own, rec, times, 1);
+    if (rc == 0) {
+        text = PyBytes_FromStringAndSize(own.data, own.len);
+        PyObject *frag = text ? PyObject_CallOneArg(self->fragment, text) : NULL;
+        if (!frag || PyObject_SetAttr(rec, self->s_json_text, text) < 0 ||
+            PyObject_SetAttr(rec, self->s_json_fragment, frag) < 0)
+            rc = -1;
+        else
+            rc = buf_put(b, own.data, own.len);
+        Py_XDECREF(frag);
+        Py_XDECREF(text);
+    }
+    buf_free(&own);
+    return rc;
+}
+
+static int put_event(Encoder *self, Buf *b, PyObject *event) {
+    if (PUT_LIT(b, "{") < 0)
+        return -1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int first = 1, rc;
+    while (PyDict_Next(event, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key))
+            return UNSUPPORTED;
+        if (!first && PUT_LIT(b, ",") < 0)
+            return -1;
+        first = 0;
+        if ((rc = put_str(b, key)) < 0 || PUT_LIT(b, ":") < 0)
+            return rc < 0 ? rc : -1;
+        PyObject *times = NULL;
+        Py_ssize_t nh = PyTuple_GET_SIZE(self->heads);
+        for (Py_ssize_t i = 0; i < nh; i++) {
+            PyObject *head = PyTuple_GET_ITEM(self->heads, i);
+            if (head == key || (PyUnicode_GET_LENGTH(head) == PyUnicode_GET_LENGTH(key) &&
+                                PyUnicode_Compare(head, key) == 0)) {
+                times = PyTuple_GET_ITEM(self->leaves, i);
+                break;
+            }
+        }
+        if (times && PyList_CheckExact(value)) { /* an array of records (ancestors) */
+            if (PUT_LIT(b, "[") < 0)
+                return -1;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); i++) {
+                PyObject *x = PyList_GET_ITEM(value, i);
+                if (i && PUT_LIT(b, ",") < 0)
+                    return -1;
+                rc = PyDict_Check(x) ? put_record(self, b, x, times) : put_value(self, b, x, 1);
+                if (rc < 0)
+                    return rc;
+            }
+            rc = PUT_LIT(b, "]");
+        } else if (times && PyDict_Check(value)) {
+            rc = put_record(self, b, value, times);
+        } else if (PyLong_Check(value) && named(key, self->top)) {
+            rc = put_time(b, value);
+        } else {
+            rc = put_value(self, b, value, 1);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return PUT_LIT(b, "}\n");
+}
+
+static PyObject *Encoder_line(Encoder *self, PyObject *event) {
+    if (!PyDict_CheckExact(event))
+        Py_RETURN_NONE;
+    Buf b;
+    buf_init(&b);
+    int rc = put_event(self, &b, event);
+    PyObject *out = NULL;
+    if (rc == 0)
+        out = PyBytes_FromStringAndSize(b.data, b.len); /* exact size, unlike orjson's */
+    else if (rc == UNSUPPORTED)
+        out = Py_NewRef(Py_None);
+    buf_free(&b);
+    return out;
+}
+
+static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
+    PyObject *shared_type, *fragment, *top, *nested;
+    static char *kwlist[] = {"shared_type", "fragment", "top", "nested", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!:Encoder", kwlist, &shared_type,
+                                     &fragment, &PyTuple_Type, &top, &PyTuple_Type, &nested))
+        return -1;
+    if (!PyType_Check(shared_type)) {
+        PyErr_SetString(PyExc_TypeError, "shared_type must be a type");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(nested);
+    PyObject *heads = PyTuple_New(n), *leaves = PyTuple_New(n);
+    if (!heads || !leaves)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(nested, i), *head, *names;
+        if (!PyArg_ParseTuple(pair, "UO!:nested", &head, &PyTuple_Type, &names))
+            goto fail;
+        PyTuple_SET_ITEM(heads, i, Py_NewRef(head));
+        PyTuple_SET_ITEM(leaves, i, Py_NewRef(names));
+    }
+    Py_XSETREF(self->shared_type, Py_NewRef(shared_type));
+    Py_XSETREF(self->fragment, Py_NewRef(fragment));
+    Py_XSETREF(self->top, Py_NewRef(top));
+    Py_XSETREF(self->heads, heads);
+    Py_XSETREF(self->leaves, leaves);
+    Py_XSETREF(self->s_json_text, PyUnicode_InternFromString("json_text"));
+    Py_XSETREF(self->s_json_fragment, PyUnicode_InternFromString("json_fragment"));
+    if (!self->s_json_text || !self->s_json_fragment)
+        return -1;
+    return 0;
+fail:
+    Py_XDECREF(heads);
+    Py_XDECREF(leaves);
+    return -1;
+}
+
+static void Encoder_dealloc(Encoder *self) {
+    Py_XDECREF(self->shared_type);
+    Py_XDECREF(self->fragment);
+    Py_XDECREF(self->top);
+    Py_XDECREF(self->heads);
+    Py_XDECREF(self->leaves);
+    Py_XDECREF(self->s_json_text);
+    Py_XDECREF(self->s_json_fragment);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"line", (PyCFunction)Encoder_line, METH_O,
+     "The event as a newline-terminated JSON line (bytes), or None when the orjson "
+     "path must do it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "collector.encode._jsonline.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Encoder(shared_type, fragment, top, nested): see the module's C source.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Encoder_init,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_methods = Encoder_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "collector.encode._jsonline",
+    "ProcessEvent → JSON line in C; collector.encode.json is its reference.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__jsonline(void) {
+    if (PyType_Ready(&EncoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Encoder", (PyObject *)&EncoderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
