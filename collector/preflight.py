@@ -45,11 +45,13 @@ def fast_paths() -> tuple[bool | None, str]:
     without them (the Python modules they mirror do the same work, at more CPU)."""
     from collector import decode
     from collector.encode import json
+    from collector.probe import ringbuf
 
-    missing = [name for name, built in (("collector._decode", decode.NATIVE),
+    missing = [name for name, built in (("collector.probe._ring", ringbuf.NATIVE),
+                                        ("collector._decode", decode.NATIVE),
                                         ("collector.encode._jsonline", json.NATIVE)) if not built]
     if not missing:
-        return True, "fast paths: C decode and JSON line encoder loaded"
+        return True, "fast paths: C ring walk, decode and JSON line encoder loaded"
     return None, (f"fast paths: {', '.join(missing)} not built for this Python; the Python "
                   "code does the work, at more CPU per event (install from source with a C "
                   "compiler and the Python headers)")

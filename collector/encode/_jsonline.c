@@ -10,8 +10,8 @@
  * The orjson path stays the reference and the fallback: for anything outside
  * the plain shapes the process cache builds (exact dict, list, str, int, bool,
  * None, SharedRecord), an int outside 64 bits, a str orjson would refuse, a
- * timestamp outside years 1000..9999, this returns None and
- * collector.encode.json does the work as before. tests/unit/test_jsonline_native.py
+ * timestamp outside years 1000..9999, this calls the fallback it was given
+ * (collector.encode.json's orjson path), which does the work as before. tests/unit/test_jsonline_native.py
  * holds the two to the same bytes.
  *
  * What it writes, as orjson does with no options: no spaces; keys in the
@@ -93,6 +93,7 @@ typedef struct {
     PyObject *heads;       /* tuple of str: fields holding records */
     PyObject *leaves;      /* tuple of tuples of str: each head's records' timestamp fields */
     PyObject *s_json_text, *s_json_fragment;
+    PyObject *fallback; /* event → line, for what this does not write; None: return None */
 } Encoder;
 
 static const char HEX[] = "0123456789abcdef";
@@ -342,24 +343,27 @@ static int put_event(Encoder *self, Buf *b, PyObject *event) {
 
 static PyObject *Encoder_line(Encoder *self, PyObject *event) {
     if (!PyDict_CheckExact(event))
-        Py_RETURN_NONE;
+        return self->fallback == Py_None ? Py_NewRef(Py_None)
+                                         : PyObject_CallOneArg(self->fallback, event);
     Buf b;
     buf_init(&b);
     int rc = put_event(self, &b, event);
     PyObject *out = NULL;
     if (rc == 0)
         out = PyBytes_FromStringAndSize(b.data, b.len); /* exact size, unlike orjson's */
-    else if (rc == UNSUPPORTED)
-        out = Py_NewRef(Py_None);
     buf_free(&b);
+    if (rc == UNSUPPORTED)
+        out = self->fallback == Py_None ? Py_NewRef(Py_None)
+                                        : PyObject_CallOneArg(self->fallback, event);
     return out;
 }
 
 static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
-    PyObject *shared_type, *fragment, *top, *nested;
-    static char *kwlist[] = {"shared_type", "fragment", "top", "nested", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!:Encoder", kwlist, &shared_type,
-                                     &fragment, &PyTuple_Type, &top, &PyTuple_Type, &nested))
+    PyObject *shared_type, *fragment, *top, *nested, *fallback;
+    static char *kwlist[] = {"shared_type", "fragment", "top", "nested", "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!O:Encoder", kwlist, &shared_type,
+                                     &fragment, &PyTuple_Type, &top, &PyTuple_Type, &nested,
+                                     &fallback))
         return -1;
     if (!PyType_Check(shared_type)) {
         PyErr_SetString(PyExc_TypeError, "shared_type must be a type");
@@ -378,6 +382,7 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
     }
     Py_XSETREF(self->shared_type, Py_NewRef(shared_type));
     Py_XSETREF(self->fragment, Py_NewRef(fragment));
+    Py_XSETREF(self->fallback, Py_NewRef(fallback));
     Py_XSETREF(self->top, Py_NewRef(top));
     Py_XSETREF(self->heads, heads);
     Py_XSETREF(self->leaves, leaves);
@@ -400,13 +405,14 @@ static void Encoder_dealloc(Encoder *self) {
     Py_XDECREF(self->leaves);
     Py_XDECREF(self->s_json_text);
     Py_XDECREF(self->s_json_fragment);
+    Py_XDECREF(self->fallback);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef Encoder_methods[] = {
     {"line", (PyCFunction)Encoder_line, METH_O,
-     "The event as a newline-terminated JSON line (bytes), or None when the orjson "
-     "path must do it."},
+     "The event as a newline-terminated JSON line (bytes); what this does not write, "
+     "the fallback's line (or None when the fallback is None)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -415,7 +421,8 @@ static PyTypeObject EncoderType = {
     .tp_name = "collector.encode._jsonline.Encoder",
     .tp_basicsize = sizeof(Encoder),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Encoder(shared_type, fragment, top, nested): see the module's C source.",
+    .tp_doc = "Encoder(shared_type, fragment, top, nested, fallback): see the module's C "
+              "source.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Encoder_init,
     .tp_dealloc = (destructor)Encoder_dealloc,

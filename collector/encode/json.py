@@ -134,8 +134,9 @@ def encode_json_line_orjson(event: dict[str, Any]) -> bytes:
     return orjson.dumps(json_ready(event)) + b"\n"
 
 
-def _native_line() -> Callable[[dict[str, Any]], bytes | None] | None:
-    """The C encoder's line(), when the package was built with it."""
+def _native_encoder(fallback: Callable[[dict[str, Any]], bytes] | None) -> Any:
+    """The C encoder's line() (None for what it hands back when fallback is None),
+    when the package was built with it."""
     try:
         from collector.encode._jsonline import Encoder
     except ImportError:  # installed without a C compiler: orjson does it all
@@ -143,19 +144,15 @@ def _native_line() -> Callable[[dict[str, Any]], bytes | None] | None:
     if _PLAN is None:
         return None
     top, nested = _PLAN
-    return Encoder(SharedRecord, _Fragment, top, nested).line  # type: ignore[no-any-return]
+    return Encoder(SharedRecord, _Fragment, top, nested, fallback).line
 
 
-_NATIVE_LINE = _native_line()
+# for the tests: None where the C encoder hands the event to the orjson path
+_NATIVE_LINE: Callable[[dict[str, Any]], bytes | None] | None = _native_encoder(None)
 NATIVE = _NATIVE_LINE is not None  # for tests and the benches
+_LINE = _native_encoder(encode_json_line_orjson)
 
-
-def encode_json_line(event: dict[str, Any]) -> bytes:
-    """One event as a newline-terminated JSON line: by the C encoder, or by
-    orjson for what it hands back (the same bytes either way)."""
-    native = _NATIVE_LINE
-    if native is not None:
-        line = native(event)
-        if line is not None:
-            return line
-    return orjson.dumps(json_ready(event)) + b"\n"
+encode_json_line: Callable[[dict[str, Any]], bytes] = (
+    _LINE if _LINE is not None else encode_json_line_orjson)
+"""One event as a newline-terminated JSON line: by the C encoder, which hands what
+it does not write to encode_json_line_orjson (the same bytes either way)."""

@@ -81,6 +81,9 @@ class FileSink(Sink):
         # one JSON line, or one Avro datum (write_batch frames a block of them): bound
         # here, a call less per event
         self.shape = shapes.get(s["schema"] or "native")  # the record shape (collector.shapes)
+        # the encoder itself as this sink's encode: no method call per event in a storm
+        self.encode = (self.shape.json_encoder() if fmt == "jsonl"  # type: ignore[method-assign,assignment]
+                       else self.shape.datum_encoder())
         encoder = self.shape.json_encoder() if fmt == "jsonl" else self.shape.datum_encoder()
         self.encode = encoder  # type: ignore[method-assign,assignment]
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
@@ -128,7 +131,7 @@ class FileSink(Sink):
         except OSError as exc:
             raise SinkError(self._open_problem(exc)) from None
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event) -> bytes:  # replaced by the encoder itself in __init__
         if self.format == "jsonl":
             return self.shape.json_encoder()(event)
         return self.shape.datum_encoder()(event)
