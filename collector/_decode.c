@@ -29,6 +29,15 @@
 
 #define AUID_UNSET 0xFFFFFFFFu
 
+/* one field of a record at its offset in the layout (raw bytes need not be aligned;
+   and a struct exec_event on the stack would be 64 KiB, probed page by page) */
+#define FIELD(T, raw, type, field)                                   \
+    ({                                                               \
+        T v_;                                                        \
+        memcpy(&v_, (raw) + offsetof(type, field), sizeof(v_));      \
+        v_;                                                          \
+    })
+
 /* the slots of one dataclass, in the order the Python side names them */
 #define MAX_FIELDS 16
 typedef struct {
@@ -153,50 +162,56 @@ static PyObject *args_list(const char *raw, Py_ssize_t n) {
     return out;
 }
 
-static PyObject *task_ids(Decoder *self, const struct task_ids *t) {
+/* the task_ids at t (inside a record) */
+static PyObject *task_ids(Decoder *self, const char *t) {
     PyObject *v[6] = {
-        PyLong_FromUnsignedLong(t->pid),
-        PyLong_FromUnsignedLong(t->tid),
-        PyLong_FromUnsignedLong(t->ppid),
-        PyLong_FromUnsignedLongLong(t->start_ns),
-        PyLong_FromUnsignedLongLong(t->cgroup_id),
-        memo(self->comms, self->comm_miss, t->comm, TASK_COMM_LEN),
+        PyLong_FromUnsignedLong(FIELD(__u32, t, struct task_ids, pid)),
+        PyLong_FromUnsignedLong(FIELD(__u32, t, struct task_ids, tid)),
+        PyLong_FromUnsignedLong(FIELD(__u32, t, struct task_ids, ppid)),
+        PyLong_FromUnsignedLongLong(FIELD(__u64, t, struct task_ids, start_ns)),
+        PyLong_FromUnsignedLongLong(FIELD(__u64, t, struct task_ids, cgroup_id)),
+        memo(self->comms, self->comm_miss, t + offsetof(struct task_ids, comm), TASK_COMM_LEN),
     };
     return make(&self->task, v);
 }
 
+#define KTIME(raw) PyLong_FromUnsignedLongLong(FIELD(__u64, raw, struct event_header, ktime_ns))
+
 static PyObject *decode_exec(Decoder *self, const char *raw, Py_ssize_t n) {
-    struct exec_event e; /* the fixed part only: data[] stays in raw */
-    memcpy(&e, raw, offsetof(struct exec_event, data));
+#define EXEC(T, f) FIELD(T, raw, struct exec_event, f)
+    const __u32 flags = EXEC(__u32, flags), auid = EXEC(__u32, auid);
+    const Py_ssize_t binary_len = EXEC(__u32, binary_len), cwd_len = EXEC(__u32, cwd_len),
+                     args_len = EXEC(__u32, args_len);
     const Py_ssize_t at = offsetof(struct exec_event, data);
-    Py_ssize_t cwd_at = at + (Py_ssize_t)e.binary_len, args_at = cwd_at + (Py_ssize_t)e.cwd_len;
-    if (args_at + (Py_ssize_t)e.args_len > n)
+    const Py_ssize_t cwd_at = at + binary_len, args_at = cwd_at + cwd_len;
+    if (args_at + args_len > n)
         return NULL; /* the fallback names it */
     PyObject *marks = PyList_New(0);
     if (!marks)
         return NULL;
     if (PyList_Append(marks, self->s_execve) < 0 ||
-        ((e.flags & (EXEC_ARGS_TRUNCATED | EXEC_BINARY_TRUNCATED | EXEC_CWD_TRUNCATED)) &&
+        ((flags & (EXEC_ARGS_TRUNCATED | EXEC_BINARY_TRUNCATED | EXEC_CWD_TRUNCATED)) &&
          PyList_Append(marks, self->s_truncated) < 0) ||
-        ((e.flags & EXEC_ARGS_UNREADABLE) && PyList_Append(marks, self->s_args_unreadable) < 0)) {
+        ((flags & EXEC_ARGS_UNREADABLE) && PyList_Append(marks, self->s_args_unreadable) < 0)) {
         Py_DECREF(marks);
         return NULL;
     }
     PyObject *v[12] = {
-        PyLong_FromUnsignedLongLong(e.hdr.ktime_ns),
-        task_ids(self, &e.task),
-        PyLong_FromUnsignedLong(e.uid),
-        PyLong_FromUnsignedLong(e.euid),
-        PyLong_FromUnsignedLong(e.gid),
-        PyLong_FromUnsignedLong(e.egid),
-        e.auid == AUID_UNSET ? Py_NewRef(Py_None) : PyLong_FromUnsignedLong(e.auid),
-        memo(self->paths, self->path_miss, raw + at, e.binary_len),
-        memo(self->paths, self->path_miss, raw + cwd_at, e.cwd_len),
-        args_list(raw + args_at, e.args_len),
-        PyBool_FromLong(e.flags & EXEC_ARGS_TRUNCATED),
+        KTIME(raw),
+        task_ids(self, raw + offsetof(struct exec_event, task)),
+        PyLong_FromUnsignedLong(EXEC(__u32, uid)),
+        PyLong_FromUnsignedLong(EXEC(__u32, euid)),
+        PyLong_FromUnsignedLong(EXEC(__u32, gid)),
+        PyLong_FromUnsignedLong(EXEC(__u32, egid)),
+        auid == AUID_UNSET ? Py_NewRef(Py_None) : PyLong_FromUnsignedLong(auid),
+        memo(self->paths, self->path_miss, raw + at, binary_len),
+        memo(self->paths, self->path_miss, raw + cwd_at, cwd_len),
+        args_list(raw + args_at, args_len),
+        PyBool_FromLong(flags & EXEC_ARGS_TRUNCATED),
         marks,
     };
     return make(&self->exec, v);
+#undef EXEC
 }
 
 static PyObject *Decoder_call(Decoder *self, PyObject *arg) {
@@ -208,19 +223,16 @@ static PyObject *Decoder_call(Decoder *self, PyObject *arg) {
     PyObject *out = NULL;
     __u32 kind = 0;
     if (n >= (Py_ssize_t)sizeof(struct event_header))
-        memcpy(&kind, raw, sizeof(kind));
+        kind = FIELD(__u32, raw, struct event_header, kind);
     if (kind == EVENT_EXEC && n >= (Py_ssize_t)offsetof(struct exec_event, data)) {
         out = decode_exec(self, raw, n);
     } else if (kind == EVENT_EXIT && n >= (Py_ssize_t)sizeof(struct exit_event)) {
-        struct exit_event e;
-        memcpy(&e, raw, sizeof(e));
-        PyObject *v[3] = {PyLong_FromUnsignedLongLong(e.hdr.ktime_ns), task_ids(self, &e.task),
-                          PyLong_FromUnsignedLong(e.exit_status)};
+        PyObject *v[3] = {KTIME(raw), task_ids(self, raw + offsetof(struct exit_event, task)),
+                          PyLong_FromUnsignedLong(FIELD(__u32, raw, struct exit_event,
+                                                        exit_status))};
         out = make(&self->exit, v);
     } else if (kind == EVENT_FORK && n >= (Py_ssize_t)sizeof(struct fork_event)) {
-        struct fork_event e;
-        memcpy(&e, raw, sizeof(e));
-        PyObject *v[2] = {PyLong_FromUnsignedLongLong(e.hdr.ktime_ns), task_ids(self, &e.task)};
+        PyObject *v[2] = {KTIME(raw), task_ids(self, raw + offsetof(struct fork_event, task))};
         out = make(&self->fork, v);
     }
     PyBuffer_Release(&view);
