@@ -2,10 +2,12 @@
  * collector._decode: raw ring-buffer records → ExecRecord / ExitRecord /
  * ForkRecord, in C.
  *
- * Why: in an exec storm decode() is a sixth of the collector's CPU, most of
- * it in the dataclasses' generated __init__ (Python code, two per record:
- * the record and its TaskIds) and in struct's tuple of twenty fields
- * (bench/results/decode_native_ab.json). This reads the fields at the
+ * Why: in an exec storm decode() was a sixth of the collector's running
+ * samples (bench/storm.py --profile), most of it in the dataclasses'
+ * generated __init__ (Python code, two per record: the record and its
+ * TaskIds) and in struct's tuple of twenty fields; this takes an exec record
+ * from 2.1 to 1.0 µs, an exit from 0.8 to 0.3 (with their deallocation;
+ * bench/results/decode_native_ab.json for the storm). This reads the fields at the
  * offsets of bpf/process.h, the header the BPF programs are built with, and
  * fills the dataclasses' slots directly.
  *

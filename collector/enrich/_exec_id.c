@@ -3,7 +3,8 @@
  *
  * Why: one exec_id per exec, and collector/enrich/exec_id.py's (an f-string,
  * its UTF-8, base64, translate, rstrip, decode) is about a tenth of the
- * process cache's time in an exec storm (bench/results/cache_native_ab.json).
+ * process cache's time (cProfile of the cache on synthetic records; in the
+ * storm with the encoder's changes: bench/results/exec_id_encoder_ab.json).
  * The same text: base64url, no padding, of "node:ktime_ns:pid" in UTF-8.
  * exec_id.make_exec_id_py stays the reference (tests/unit/test_exec_id_native.py)
  * and does what this does not take: a node that is not a str encodable as

@@ -3,7 +3,8 @@
  *
  * Why: collector/probe/ringbuf.py's walk costs a few hundred ns of Python per
  * record (a header unpack, the bit tests, the slice); in an exec storm that
- * is a few per cent of the collector's CPU (bench/results/ring_native_ab.json).
+ * was 5-9 % of the running samples (bench/storm.py --profile; measured with two
+ * other changes in bench/results/ring_inline_gc_ab.json).
  * This is the same walk: the layout and the ordering rules are the ones that
  * module's docstring sets out, and its Python walk (walk_py) stays the
  * reference (tests/unit/test_ring_walk.py) and the fallback.
