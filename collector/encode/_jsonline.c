@@ -268,23 +268,30 @@ static int named(PyObject *key, PyObject *names) {
     return 0;
 }
 
+/* `"key":`, after a comma unless it is the dict's first item (ordinal 1) */
+static int put_key(Buf *b, PyObject *key, Py_ssize_t ordinal) {
+    int rc;
+    if (!PyUnicode_CheckExact(key))
+        return UNSUPPORTED;
+    if (ordinal > 1 && PUT_LIT(b, ",") < 0)
+        return -1;
+    if ((rc = put_str(b, key)) < 0)
+        return rc;
+    return PUT_LIT(b, ":");
+}
+
 /* a dict's items; keys named in `times` (may be NULL) with int values as timestamps */
 static int put_dict(Encoder *self, Buf *b, PyObject *d, PyObject *times, int depth) {
     if (depth > MAX_DEPTH)
         return UNSUPPORTED;
     if (PUT_LIT(b, "{") < 0)
         return -1;
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, items = 0;
     PyObject *key, *value;
-    int first = 1, rc;
+    int rc;
     while (PyDict_Next(d, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key))
-            return UNSUPPORTED;
-        if (!first && PUT_LIT(b, ",") < 0)
-            return -1;
-        first = 0;
-        if ((rc = put_str(b, key)) < 0 || PUT_LIT(b, ":") < 0)
-            return rc < 0 ? rc : -1;
+        if ((rc = put_key(b, key, ++items)) < 0)
+            return rc;
         if (times && PyLong_Check(value) && named(key, times))
             rc = put_time(self, b, value);
         else
@@ -362,17 +369,12 @@ static int put_record(Encoder *self, Buf *b, PyObject *rec, PyObject *times) {
 static int put_event(Encoder *self, Buf *b, PyObject *event) {
     if (PUT_LIT(b, "{") < 0)
         return -1;
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, items = 0;
     PyObject *key, *value;
-    int first = 1, rc;
+    int rc;
     while (PyDict_Next(event, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key))
-            return UNSUPPORTED;
-        if (!first && PUT_LIT(b, ",") < 0)
-            return -1;
-        first = 0;
-        if ((rc = put_str(b, key)) < 0 || PUT_LIT(b, ":") < 0)
-            return rc < 0 ? rc : -1;
+        if ((rc = put_key(b, key, ++items)) < 0)
+            return rc;
         PyObject *times = NULL;
         Py_ssize_t nh = PyTuple_GET_SIZE(self->heads);
         for (Py_ssize_t i = 0; i < nh; i++) {
