@@ -3,8 +3,8 @@
 `pip wheel .` / `python -m build` compile bpf/process.bpf.c with the same
 recipe as the Makefile (bpf/build.py) into the wheel's collector/probe/, and
 tag the wheel for the machine the object was built for (py3-none-<platform>):
-the Python is pure, the object is not. The C fast paths (pyproject.toml's
-ext-modules) are built for the CPython that builds the wheel; on another
+the Python is pure, the object is not. The C fast paths (FAST_PATHS below)
+are built for the CPython that builds the wheel; on another
 Python 3 their files are not importable and the Python modules they mirror do
 the work, so the tag stays py3-none. An editable install (`make venv`) uses
 the checkout's object, which the Makefile builds.
@@ -16,7 +16,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from setuptools import Distribution, setup
+from setuptools import Distribution, Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.errors import ExecError
 
@@ -68,4 +68,20 @@ class PlatformWheel(bdist_wheel):  # type: ignore[misc]
         return "py3", "none", plat
 
 
-setup(distclass=BpfDistribution, cmdclass={"build_py": BuildPyWithBpf, "bdist_wheel": PlatformWheel})
+# The C fast paths of the per-event work, each beside the module it mirrors: the
+# ring walk, decode (which reads bpf/process.h), the exec_id and the JSON line.
+# Optional: without a C compiler the package installs and those Python modules do
+# the work (the same results, more CPU); tests/unit/test_*_native.py expect them built.
+_C_FLAGS = ["-O2", "-Wall", "-Werror=implicit-function-declaration"]
+FAST_PATHS = [
+    Extension(name, [source], include_dirs=include, extra_compile_args=_C_FLAGS, optional=True)
+    for name, source, include in (
+        ("collector.probe._ring", "collector/probe/_ring.c", []),
+        ("collector._decode", "collector/_decode.c", ["bpf"]),
+        ("collector.enrich._exec_id", "collector/enrich/_exec_id.c", []),
+        ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
+    )
+]
+
+setup(distclass=BpfDistribution, ext_modules=FAST_PATHS,
+      cmdclass={"build_py": BuildPyWithBpf, "bdist_wheel": PlatformWheel})

@@ -252,13 +252,6 @@ static PyObject *Decoder_vcall(PyObject *self, PyObject *const *args, size_t nar
     return Decoder_call((Decoder *)self, args[0]);
 }
 
-static PyObject *Decoder_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
-    if (kw || PyTuple_GET_SIZE(args) != 1) {
-        PyErr_SetString(PyExc_TypeError, "decode(raw) takes one bytes-like record");
-        return NULL;
-    }
-    return Decoder_call((Decoder *)self, PyTuple_GET_ITEM(args, 0));
-}
 
 static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds) {
     PyObject *types, *names;
@@ -319,7 +312,7 @@ static PyTypeObject DecoderType = {
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Decoder_init,
     .tp_dealloc = (destructor)Decoder_dealloc,
-    .tp_call = Decoder_tp_call,
+    .tp_call = PyVectorcall_Call,
 };
 
 static struct PyModuleDef module = {

@@ -81,9 +81,6 @@ class FileSink(Sink):
         # one JSON line, or one Avro datum (write_batch frames a block of them): bound
         # here, a call less per event
         self.shape = shapes.get(s["schema"] or "native")  # the record shape (collector.shapes)
-        # the encoder itself as this sink's encode: no method call per event in a storm
-        self.encode = (self.shape.json_encoder() if fmt == "jsonl"  # type: ignore[method-assign,assignment]
-                       else self.shape.datum_encoder())
         encoder = self.shape.json_encoder() if fmt == "jsonl" else self.shape.datum_encoder()
         self.encode = encoder  # type: ignore[method-assign,assignment]
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
