@@ -79,6 +79,7 @@ FAST_PATHS = [
         ("collector.probe._ring", "collector/probe/_ring.c", []),
         ("collector._decode", "collector/_decode.c", ["bpf"]),
         ("collector.enrich._exec_id", "collector/enrich/_exec_id.c", []),
+        ("collector.enrich._cache", "collector/enrich/_cache.c", []),
         ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
     )
 ]

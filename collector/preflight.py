@@ -45,15 +45,17 @@ def fast_paths() -> tuple[bool | None, str]:
     without them (the Python modules they mirror do the same work, at more CPU)."""
     from collector import decode
     from collector.encode import json
-    from collector.enrich import exec_id
+    from collector.enrich import exec_id, process_cache
     from collector.probe import ringbuf
 
     missing = [name for name, built in (("collector.probe._ring", ringbuf.NATIVE),
                                         ("collector._decode", decode.NATIVE),
+                                        ("collector.enrich._cache", process_cache.NATIVE),
                                         ("collector.enrich._exec_id", exec_id.NATIVE),
                                         ("collector.encode._jsonline", json.NATIVE)) if not built]
     if not missing:
-        return True, "fast paths: C ring walk, decode, exec_id and JSON line encoder loaded"
+        return True, ("fast paths: C ring walk, decode, process cache, exec_id and JSON line "
+                      "encoder loaded")
     return None, (f"fast paths: {', '.join(missing)} not built for this Python; the Python "
                   "code does the work, at more CPU per event (install from source with a C "
                   "compiler and the Python headers)")

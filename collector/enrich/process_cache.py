@@ -40,9 +40,10 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
+from collector import clock as _clock
 from collector.clock import BootClock
 from collector.decode import ExecRecord, ExitRecord, ForkRecord, TaskIds, exit_fields
 from collector.enrich import users
@@ -51,7 +52,7 @@ from collector.enrich.exec_id import make_exec_id
 from collector.enrich.namespaces import read_namespaces
 from collector.enrich.procfs import ProcSnapshot, list_pids, read_snapshot
 from collector.enrich.records import PROCESS_EXEC, PROCESS_EXIT, event_record, process_record
-from collector.schema import SharedRecord
+from collector.schema import SharedRecord, field_names
 
 Record = dict[str, Any]
 Redact = Callable[[list[str]], list[str]]
@@ -113,6 +114,7 @@ class ProcessCache:
         cgroups: CgroupResolver | None = None,
         ignore_pid: int | None = None,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
+        native: bool = True,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -131,6 +133,14 @@ class ProcessCache:
         self._next_sweep = now + sweep_interval_s
         self._next_forget = now + USERS_FORGET_S
         self.stats = CacheStats()
+        # the regular exec and exit in C when built (collector.enrich._cache);
+        # on_exec_py / on_exit_py are their reference and take every other case
+        paths = _native_paths(self) if native else None
+        self.native = paths is not None
+        self.on_exec: Callable[[ExecRecord], Record] = \
+            paths.on_exec if paths is not None else self.on_exec_py
+        self.on_exit: Callable[[ExitRecord], Record] = \
+            paths.on_exit if paths is not None else self.on_exit_py
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], clock: BootClock) -> ProcessCache:
@@ -381,7 +391,8 @@ class ProcessCache:
             return  # parent gone already; the child's exec/exit will look it up
         self._put(t.pid, Entry(None, self._lineage(parent), t.start_ns, t.start_ns, True, False, t))
 
-    def on_exec(self, rec: ExecRecord) -> Record:
+    def on_exec_py(self, rec: ExecRecord) -> Record:
+        """An exec's event (self.on_exec: collector.enrich._cache when built)."""
         t = rec.task
         pid = t.pid
         previous = self._live.get(pid)
@@ -421,7 +432,8 @@ class ProcessCache:
         self._put(pid, Entry(process, lineage, rec.ktime_ns, t.start_ns))
         return self._event(PROCESS_EXEC, rec.ktime_ns, process, lineage)
 
-    def on_exit(self, rec: ExitRecord) -> Record:
+    def on_exit_py(self, rec: ExitRecord) -> Record:
+        """An exit's event (self.on_exit: collector.enrich._cache when built)."""
         t = rec.task
         entry = self._live.get(t.pid)
         if entry is not None and entry.start_ns != t.start_ns:
@@ -444,3 +456,46 @@ class ProcessCache:
         event["exit_code"], event["signal"], event["core_dumped"] = exit_fields(rec.exit_status)
         event["duration_ns"] = max(0, rec.ktime_ns - entry.begin_ns)
         return event
+
+
+try:
+    from collector.enrich._cache import Paths as _Paths
+except ImportError:  # installed without a C compiler
+    _Paths = None
+NATIVE = _Paths is not None  # for tests, the benches and `collector check`
+
+
+def _native_paths(cache: ProcessCache) -> Any:
+    """collector.enrich._cache's exec and exit for this cache, or None: not
+    built, or a cache it does not serve (one that reads namespaces). It checks
+    the dataclasses' fields and the schema's against the ones it reads and
+    fills, and calls the Python methods for every case it does not take."""
+    if cache.namespaces or _Paths is None:
+        return None
+    types = (Entry, ExecRecord, ExitRecord, TaskIds)
+    return _Paths(
+        cache=cache,
+        types=types,
+        names=tuple(tuple(f.name for f in fields(t)) for t in types),
+        process_fields=field_names("Process"),
+        event_fields=field_names("ProcessEvent"),
+        shared=SharedRecord,
+        exec_py=cache.on_exec_py,
+        exit_py=cache.on_exit_py,
+        container_py=cache._container,
+        node=cache.node,
+        clock=cache.clock,
+        clock_type=BootClock,
+        refresh_ns=_clock.REFRESH_NS,
+        redact=None if cache.redact is _no_redaction else cache.redact,
+        cgroups=cache.cgroups,
+        resolver_type=CgroupResolver,
+        make_exec_id=make_exec_id,
+        user_name=users.user_name,
+        exit_fields=exit_fields,
+        exec_type=PROCESS_EXEC,
+        exit_type=PROCESS_EXIT,
+        ancestors=cache.ancestors,
+        max_entries=cache.max_entries,
+        ended_max=ENDED_MAX,
+    )
