@@ -80,6 +80,7 @@ FAST_PATHS = [
         ("collector._decode", "collector/_decode.c", ["bpf"]),
         ("collector.enrich._exec_id", "collector/enrich/_exec_id.c", []),
         ("collector.enrich._cache", "collector/enrich/_cache.c", []),
+        ("collector.pipeline._reader", "collector/pipeline/_reader.c", []),
         ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
     )
 ]

@@ -46,16 +46,18 @@ def fast_paths() -> tuple[bool | None, str]:
     from collector import decode
     from collector.encode import json
     from collector.enrich import exec_id, process_cache
+    from collector.pipeline import reader
     from collector.probe import ringbuf
 
     missing = [name for name, built in (("collector.probe._ring", ringbuf.NATIVE),
                                         ("collector._decode", decode.NATIVE),
+                                        ("collector.pipeline._reader", reader.NATIVE),
                                         ("collector.enrich._cache", process_cache.NATIVE),
                                         ("collector.enrich._exec_id", exec_id.NATIVE),
                                         ("collector.encode._jsonline", json.NATIVE)) if not built]
     if not missing:
-        return True, ("fast paths: C ring walk, decode, process cache, exec_id and JSON line "
-                      "encoder loaded")
+        return True, ("fast paths: C ring walk, decode, reader loop, process cache, exec_id "
+                      "and JSON line encoder loaded")
     return None, (f"fast paths: {', '.join(missing)} not built for this Python; the Python "
                   "code does the work, at more CPU per event (install from source with a C "
                   "compiler and the Python headers)")

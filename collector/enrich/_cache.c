@@ -8,7 +8,8 @@
  * it frames, attribute reads and the builders' argument passing, not work.
  *
  * What it takes: an exec whose pid is not cached, or cached with the same
- * thread-group start (a fork's entry, an exec without fork), whose lineage
+ * thread-group start (a fork's entry, an exec without fork; not one the
+ * start-up scan read from /proc before its record came), whose lineage
  * is at hand (the parent's entry cached, with its record built); an exit of
  * a cached image whose record it can show as it is (the same tid, ppid and
  * cgroup). It then does exactly what ProcessCache.on_exec_py / on_exit_py
@@ -342,7 +343,9 @@ static PyObject *exec_lineage(Paths *self, PyObject *live, PyObject *task, PyObj
         int before_seen = PyObject_RichCompareBool(ktime, SLOT(prev, self->entry, E_SEEN), Py_LT);
         if (before_seen < 0)
             return NULL;
-        if (SLOT(prev, self->entry, E_CLONED) == Py_True || before_seen) {
+        if (before_seen) /* an exec the start-up scan showed: rare, Python's */
+            return NULL;
+        if (SLOT(prev, self->entry, E_CLONED) == Py_True) {
             PyObject *lineage = SLOT(prev, self->entry, E_LINEAGE);
             if (!PyTuple_CheckExact(lineage))
                 return NULL;

@@ -384,6 +384,18 @@ class ProcessCache:
                 return ended
         return live if live is not None else self._lookup(pid)
 
+    def _scanned_lineage(self, scanned: Entry, ppid: int, ktime_ns: int) -> tuple[Record, ...]:
+        """The lineage of an exec that /proc already showed (it ran between attach
+        and the scan's read). The scan linked it to its parent's image as /proc
+        showed that; if the kernel's record of the parent's own exec came since
+        (it too ran during the scan), the parent's entry now holds that image
+        under the exec's exec_id, and the child links to it: the parent event's
+        exec_id, not the scan's id of the same image."""
+        parent = self._live.get(ppid)
+        if parent is not None and parent.begin_ns <= ktime_ns:
+            return self._lineage(parent)
+        return scanned.lineage
+
     def on_fork(self, rec: ForkRecord) -> None:
         t = rec.task
         parent = self._forker(t.ppid, rec.ktime_ns)
@@ -400,10 +412,10 @@ class ProcessCache:
             previous = self._current(pid, t.start_ns)  # coarse /proc start, or a reused pid
         if previous is None:
             lineage = self._lineage(self._lookup(t.ppid) if t.ppid > 0 else None)
-        elif previous.cloned or rec.ktime_ns < previous.seen_ns:
-            # first exec after fork: the forker is the parent; or an exec that
-            # /proc already showed (it ran between attach and the scan's read)
-            lineage = previous.lineage
+        elif previous.cloned:
+            lineage = previous.lineage  # first exec after fork: the forker is the parent
+        elif rec.ktime_ns < previous.seen_ns:
+            lineage = self._scanned_lineage(previous, t.ppid, rec.ktime_ns)
         else:
             lineage = self._lineage(previous)  # exec without fork: the old image is the parent
         namespaces = None

@@ -19,9 +19,6 @@ from collector.enrich.containers import CgroupResolver
 from collector.enrich.process_cache import ENDED_MAX, ProcessCache
 from collector.filter.redact import ArgvRedactor
 
-pytestmark = pytest.mark.skipif(not process_cache.NATIVE,
-                                reason="collector.enrich._cache is not built (no C compiler)")
-
 # above any pid_max: a /proc read of them finds nothing, on every machine
 PID0 = 5_000_000
 CONTAINER = "c" * 64
@@ -31,6 +28,10 @@ def _resolver() -> CgroupResolver:
     cg = CgroupResolver(None)
     cg._remember(100, CONTAINER)  # a cgroup known to be a container's
     return cg  # 1 (the root) answers None; 300 is never known: each ask goes to Python
+
+
+def test_the_package_was_built_with_it() -> None:
+    assert process_cache.NATIVE and ProcessCache("n", BootClock()).native
 
 
 class Storm:
