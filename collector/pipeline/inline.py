@@ -74,9 +74,10 @@ class InlineWriter:
             can_write = self.sink.writes_without_waiting
             if not can_write(len(events) * self._item_bytes):
                 return False
-            pairs, bad, size = self._encode(events)
-            if pairs:
-                self._item_bytes = max(1, size // len(pairs))
+            items, kept, sizes, bad = self._encode(events)
+            size = sum(sizes)
+            if items:
+                self._item_bytes = max(1, size // len(items))
             if not can_write(size):
                 return False  # e.g. a full pipe: the worker waits for it, not the reader
             if bad:  # counted here only: had the worker taken them, it would count them
@@ -84,7 +85,7 @@ class InlineWriter:
                 log.error("sink %s: could not encode %d event(s); dropped them",
                           self.sink.name, bad)
             self.stats.queued += len(events)  # before any is written: as the queue counts
-            left, fatal = self._write(pairs)
+            left, fatal = self._write(items, kept, sizes)
         finally:
             self.sink_lock.release()
         # outside the lock: the worker needs it to make room in a full queue
@@ -95,56 +96,74 @@ class InlineWriter:
             self.queue.put_many(left)
         return True
 
-    def _encode(self, events: list[Event]) -> tuple[list[tuple[Any, Event]], int, int]:
-        """(item, its event) pairs, how many events could not be encoded, the bytes."""
+    def _encode(self, events: list[Event]) -> tuple[list[Any], list[Event], list[int], int]:
+        """(the items, the events they encode, their sizes, how many events could
+        not be encoded). A map over the poll, not a Python loop per event: when
+        an event fails, list.extend has kept the items before it, and the map
+        goes on after it (no event is encoded twice)."""
         encode = self.sink.encode
-        pairs: list[tuple[Any, Event]] = []
-        bad = size = 0
-        for event in events:
+        items: list[Any] = []
+        bad_at: list[int] = []
+        pos = 0
+        while pos < len(events):
             try:
-                item = encode(event)
+                items.extend(map(encode, events[pos:] if pos else events))
+                break
             except Exception:  # one bad event must not stop the sink
-                bad += 1
-                continue
-            pairs.append((item, event))
-            try:
-                size += len(item)
-            except TypeError:  # an item without a length counts 0, as in the batcher
-                pass
-        return pairs, bad, size
+                failed = len(items) + len(bad_at)  # its index in events
+                bad_at.append(failed)
+                pos = failed + 1
+        kept = events
+        if bad_at:
+            dropped = set(bad_at)
+            kept = [e for i, e in enumerate(events) if i not in dropped]
+        try:
+            sizes = list(map(len, items))
+        except TypeError:  # an item without a length counts 0, as in the batcher
+            sizes = [_size(item) for item in items]
+        return items, kept, sizes, len(bad_at)
 
-    def _write(self, pairs: list[tuple[Any, Event]]) -> tuple[list[Event], SinkError | None]:
+    def _batch_end(self, sizes: list[int], start: int) -> int:
+        """Where the batch from start ends within the batch limits: items are taken
+        while fewer than batch_events and fewer than batch_bytes so far (the
+        batcher's rule). One comparison when the rest fits, as a poll mostly does."""
+        most, limit = self.settings.batch_events, self.settings.batch_bytes
+        n = len(sizes)
+        if n - start <= most and sum(sizes[start : n - 1]) < limit:
+            return n
+        end, size = start, 0
+        while end < n and end - start < most and size < limit:
+            size += sizes[end]
+            end += 1
+        return end
+
+    def _write(self, items: list[Any], events: list[Event],
+               sizes: list[int]) -> tuple[list[Event], SinkError | None]:
         """Write the items in batches within the batch limits; (the events for the
         worker to retry, a fatal error)."""
         stats = self.stats
-        most, limit = self.settings.batch_events, self.settings.batch_bytes
         start = 0
         left: list[Event] = []
         fatal: SinkError | None = None
-        while start < len(pairs):
-            end, size = start, 0
-            while end < len(pairs) and end - start < most and size < limit:
-                try:
-                    size += len(pairs[end][0])
-                except TypeError:
-                    pass
-                end += 1
-            batch = [item for item, _ in pairs[start:end]]
+        while start < len(items):
+            end = self._batch_end(sizes, start)
+            batch = items[start:end]
             try:
                 self.sink.write_batch(batch)
             except PartialWriteError as exc:
                 remaining = {id(item) for item in exc.remaining}
-                left = [e for item, e in pairs[start:end] if id(item) in remaining]
+                left = [e for item, e in zip(batch, events[start:end], strict=True)
+                        if id(item) in remaining]
                 stats.written += len(batch) - len(left)
-                left += [e for _, e in pairs[end:]]
+                left += events[end:]
                 self._retried(exc)
                 break
             except TransientSinkError as exc:
-                left = [e for _, e in pairs[start:]]
+                left = events[start:]
                 self._retried(exc)
                 break
             except SinkError as exc:
-                stats.dropped["sink_failed"] += len(pairs) - start
+                stats.dropped["sink_failed"] += len(items) - start
                 fatal = exc
                 break
             stats.written += len(batch)
@@ -162,3 +181,10 @@ class InlineWriter:
         self.stats.retrying = str(exc)
         log.warning("sink %s: write failed (%s); retrying from the sink's worker",
                     self.sink.name, exc)
+
+
+def _size(item: Any) -> int:
+    try:
+        return len(item)
+    except TypeError:
+        return 0

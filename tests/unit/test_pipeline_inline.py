@@ -184,3 +184,43 @@ def test_a_partly_written_inline_batch_leaves_only_the_rest_to_the_worker() -> N
     assert (w.stats.queued, w.stats.written, w.stats.retries) == (5, 5, 1)
     assert w.drain(3.0)
     assert w.stats.undelivered == 0
+
+
+class ManyBadSink(RecordingSink):
+    """Refuses to encode the events whose number is in `refuse`; counts each encode."""
+
+    def __init__(self, refuse: set[int], **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.refuse = refuse
+        self.encoded: list[int] = []
+
+    def encode(self, event: dict) -> object:  # type: ignore[type-arg]
+        self.encoded.append(event["n"])
+        if event["n"] in self.refuse:
+            raise ValueError("cannot encode this one")
+        return super().encode(event)
+
+
+def test_bad_events_anywhere_in_a_poll_drop_only_themselves_each_encoded_once() -> None:
+    for refuse in ({0}, {9}, {3, 4, 5}, {0, 2, 9}, set(range(10))):
+        sink = ManyBadSink(refuse, inline=True)
+        w = SinkWorker(sink, settings())
+        w.start()
+        w.put_many([ev(i) for i in range(10)])
+        assert sink.numbers() == [i for i in range(10) if i not in refuse]
+        assert sink.encoded == list(range(10))  # none twice, none skipped
+        assert w.stats.dropped.get("encode_error", 0) == len(refuse)
+        assert sink.writers == ([READER] if len(refuse) < 10 else [])
+        assert w.drain(3.0)
+
+
+def test_inline_batches_follow_the_byte_limit_as_the_batcher_does() -> None:
+    """Items are taken while the batch has fewer than batch_bytes: 100-byte items
+    under a 250-byte limit go three to a batch (the third crosses it)."""
+    sink = RecordingSink(inline=True, encode_bytes=100)
+    w = SinkWorker(sink, settings(batch_events=1000, batch_bytes=250))
+    w.start()
+    w.put_many([ev(i) for i in range(10)])
+    assert sink.sizes == [3, 3, 3, 1]
+    assert sink.writers == [READER] * 4
+    assert w.drain(3.0)
