@@ -40,6 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sinks", default="stdout,kafka-json")
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--freq", type=int, default=499, help="perf samples per second")
     ap.add_argument("--collector", default=str(storm.DEFAULT_COLLECTOR))
     args = ap.parse_args()
     sinks = [s for s in args.sinks.split(",") if s]
@@ -55,7 +56,7 @@ def main() -> None:
             run.mkdir()
             c.start(run)
             data = run / "perf.data"
-            rec = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p",
+            rec = subprocess.Popen(["perf", "record", "-F", str(args.freq), "-g", "-p",
                                     str(c.d.proc.pid), "-o", str(data)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
