@@ -82,6 +82,7 @@ FAST_PATHS = [
         ("collector.enrich._cache", "collector/enrich/_cache.c", []),
         ("collector.pipeline._reader", "collector/pipeline/_reader.c", []),
         ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
+        ("collector.encode._avro", "collector/encode/_avro.c", []),
     )
 ]
 

@@ -44,7 +44,7 @@ def fast_paths() -> tuple[bool | None, str]:
     """The C fast paths of the per-event work: informational, the collector runs
     without them (the Python modules they mirror do the same work, at more CPU)."""
     from collector import decode
-    from collector.encode import json
+    from collector.encode import avro, json
     from collector.enrich import exec_id, process_cache
     from collector.pipeline import reader
     from collector.probe import ringbuf
@@ -54,10 +54,11 @@ def fast_paths() -> tuple[bool | None, str]:
                                         ("collector.pipeline._reader", reader.NATIVE),
                                         ("collector.enrich._cache", process_cache.NATIVE),
                                         ("collector.enrich._exec_id", exec_id.NATIVE),
-                                        ("collector.encode._jsonline", json.NATIVE)) if not built]
+                                        ("collector.encode._jsonline", json.NATIVE),
+                                        ("collector.encode._avro", avro.NATIVE)) if not built]
     if not missing:
-        return True, ("fast paths: C ring walk, decode, reader loop, process cache, exec_id "
-                      "and JSON line encoder loaded")
+        return True, ("fast paths: C ring walk, decode, reader loop, process cache, exec_id, "
+                      "JSON line and Avro encoders loaded")
     return None, (f"fast paths: {', '.join(missing)} not built for this Python; the Python "
                   "code does the work, at more CPU per event (install from source with a C "
                   "compiler and the Python headers)")

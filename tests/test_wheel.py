@@ -73,8 +73,8 @@ def test_installed_collector_checks_and_captures(venv_bin: Path, tmp_path: Path)
     assert str(venv_bin.parent) in obj_line and "/src/" not in obj_line, obj_line
     assert any("probes: loaded and attached" in line for line in lines), check.stdout
     # the C fast paths, compiled by the wheel build for this Python, import from the venv
-    assert ("ok  fast paths: C ring walk, decode, reader loop, process cache, exec_id "
-            "and JSON line encoder loaded") in lines, check.stdout
+    assert ("ok  fast paths: C ring walk, decode, reader loop, process cache, exec_id, "
+            "JSON line and Avro encoders loaded") in lines, check.stdout
 
     proc = subprocess.Popen([str(venv_bin / "collector"), "run", "--duration", "8"], env=env,
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

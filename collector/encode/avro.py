@@ -42,13 +42,13 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from collector.encode.avro_gen import schema_id
 from collector.encode.avro_varint import Slow, zigzag_varint
-from collector.schema import parsed_schema, raw_schema
+from collector.schema import SharedRecord, parsed_schema, raw_schema
 
 log = logging.getLogger("collector.encode")
 
 __all__ = ["CONFLUENT_MAGIC", "SINGLE_OBJECT_MAGIC", "confluent", "datum", "decode_datum",
-           "decode_framed", "fallbacks", "fast_path", "schema_fingerprint", "single_object",
-           "slow_datum", "zigzag_varint"]
+           "decode_framed", "fallbacks", "fast_path", "generated_encoder", "native_encoder",
+           "schema_fingerprint", "single_object", "slow_datum", "zigzag_varint"]
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -80,16 +80,39 @@ def slow_datum(event: dict[str, Any]) -> bytes:
 
 Encoder = Callable[[dict[str, Any]], bytes]
 
+try:
+    from collector.encode._avro import Plan as _Plan
+except ImportError:  # installed without a C compiler
+    _Plan = None
+NATIVE = _Plan is not None  # for tests, the benches and `collector check`
+
+
+def native_encoder(schema: dict[str, Any]) -> Encoder | None:
+    """collector.encode._avro (C) running avro_gen's plan of the schema: the same
+    bytes and the same refusals as the generated code, its reference (which
+    encodes when this is None: not built, or a construct avro_gen lacks)."""
+    from collector.encode import avro_gen
+
+    if _Plan is None:
+        return None
+    try:
+        tree = avro_gen.plan(schema)
+    except avro_gen.Unsupported:
+        return None
+    encoder: Encoder = _Plan(tree, avro_gen.OPS, SharedRecord, Slow)
+    return encoder
+
 
 @functools.cache
 def _plan() -> Encoder | None:
     """The generated encoder (avro_generated.py), if it was generated from the
-    schema in use; None (fastavro encodes every event, counted) otherwise."""
+    schema in use, in C when built (native_encoder); None (fastavro encodes
+    every event, counted) otherwise."""
     from collector.encode import avro_generated as generated
 
     if generated.SCHEMA_ID == schema_id(raw_schema()):
-        encoder: Encoder = generated.encode
-        return encoder
+        encoder: Encoder | None = native_encoder(raw_schema())
+        return encoder if encoder is not None else generated.encode
     log.warning("avro: collector/encode/avro_generated.py is not for this schema; every "
                 "event is encoded by fastavro (slower; counted as avro_fallbacks). "
                 "Regenerate it: python -m collector.encode.avro_gen")
@@ -110,11 +133,20 @@ def fallbacks() -> int:
 
 
 def encoder_for(schema: dict[str, Any]) -> Encoder | None:
-    """The generated encoder of any record schema (a record shape's, see
-    collector.shapes), compiled from avro_gen's source at first use; None if
-    the generator lacks one of its constructs. It raises Slow (or
+    """The fast encoder of any record schema (a record shape's, see
+    collector.shapes): native_encoder's, else generated_encoder's; None if the
+    generator lacks one of its constructs. It raises Slow (or
     UnicodeEncodeError) for a value it does not expect: callers then use
     fastavro, as `datum` does."""
+    native = native_encoder(schema)
+    if native is not None:
+        return native
+    return generated_encoder(schema)
+
+
+def generated_encoder(schema: dict[str, Any]) -> Encoder | None:
+    """avro_gen's Python encoder of a record schema (native_encoder's reference),
+    compiled from its source; None if the generator lacks one of its constructs."""
     from collector.encode import avro_gen
 
     try:

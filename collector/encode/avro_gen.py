@@ -163,6 +163,76 @@ class _Plan:
                 "    raise Slow from None"]
 
 
+# the opcodes of plan()'s nodes, in the order collector.encode._avro numbers them
+OPS = ("null", "boolean", "int", "long", "string", "union", "enum", "array", "record")
+_OP = {name: i for i, name in enumerate(OPS)}
+
+
+class _Tree:
+    """The same walk as _Plan, making the plan that collector.encode._avro (C)
+    runs instead of source: nested (op, ...) tuples; a record is
+    (op, ((field, default, node), ...)), an enum (op, {symbol: its varint}),
+    a ["null", T] union (op, where null is, T's node). It refuses what _Plan
+    refuses, and a record that holds itself (a plan is a tree)."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.named: dict[str, tuple[Any, ...]] = {}
+        self.building: set[str] = set()
+        self.top = self._record(schema, "")
+
+    def _record(self, t: dict[str, Any], ns: str) -> tuple[Any, ...]:
+        full = _Plan._full(t["name"], t.get("namespace", ns))
+        ns = full.rpartition(".")[0]
+        self.building.add(full)
+        fields = tuple((f["name"], f.get("default"), self._value(f["type"], ns))
+                       for f in t["fields"])
+        self.building.discard(full)
+        node = (_OP["record"], fields)
+        self.named[full] = node
+        return node
+
+    def _value(self, t: Any, ns: str) -> tuple[Any, ...]:
+        if isinstance(t, str):
+            if t in ("null", "boolean", "int", "long", "string"):
+                return (_OP[t],)
+            full = _Plan._full(t, ns)
+            name = full if full in self.named or full in self.building else t
+            if name in self.building:
+                raise Unsupported(f"record {name} holds itself")
+            if name in self.named:
+                return self.named[name]
+            raise Unsupported(f"type {t}")
+        if isinstance(t, list):
+            if len(t) != 2 or "null" not in t:
+                raise Unsupported(f"union {t}")
+            null_index = t.index("null")
+            return (_OP["union"], null_index, self._value(t[1 - null_index], ns))
+        if not isinstance(t, dict):
+            raise Unsupported(repr(t))
+        kind = t.get("type")
+        if kind in ("null", "boolean", "int", "long", "string"):
+            logical = t.get("logicalType")
+            if logical is not None and not (kind == "long" and logical.startswith("timestamp-")):
+                raise Unsupported(f"logical type {logical}")
+            return (_OP[kind],)
+        if kind == "enum":
+            full = _Plan._full(t["name"], t.get("namespace", ns))
+            node = (_OP["enum"], {s: zigzag_varint(i) for i, s in enumerate(t["symbols"])})
+            self.named[full] = node
+            return node
+        if kind == "array":
+            return (_OP["array"], self._value(t["items"], ns))
+        if kind == "record":
+            return self._record(t, ns)
+        raise Unsupported(f"type {kind}")
+
+
+def plan(schema: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """The plan of the schema (default: schemas/) for collector.encode._avro;
+    Unsupported for a construct the generator lacks too."""
+    return _Tree(raw_schema() if schema is None else schema).top
+
+
 HEADER = '''"""GENERATED from schemas/{schema_file} by collector/encode/avro_gen.py: do not edit.
 
 Regenerate with
