@@ -74,12 +74,13 @@ class PlatformWheel(bdist_wheel):  # type: ignore[misc]
 # the work (the same results, more CPU); tests/unit/test_*_native.py expect them built.
 _C_FLAGS = ["-O2", "-Wall", "-Werror=implicit-function-declaration"]
 FAST_PATHS = [
-    Extension(name, [source], include_dirs=include, extra_compile_args=_C_FLAGS, optional=True)
+    Extension(name, [source], include_dirs=include, depends=["collector/_slots.h"],
+              extra_compile_args=_C_FLAGS, optional=True)
     for name, source, include in (
         ("collector.probe._ring", "collector/probe/_ring.c", []),
-        ("collector._decode", "collector/_decode.c", ["bpf"]),
+        ("collector._decode", "collector/_decode.c", ["bpf", "collector"]),
         ("collector.enrich._exec_id", "collector/enrich/_exec_id.c", []),
-        ("collector.enrich._cache", "collector/enrich/_cache.c", []),
+        ("collector.enrich._cache", "collector/enrich/_cache.c", ["collector"]),
         ("collector.pipeline._reader", "collector/pipeline/_reader.c", []),
         ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
         ("collector.encode._avro", "collector/encode/_avro.c", []),

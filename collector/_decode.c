@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "process.h"
+#include "_slots.h"
 
 #define AUID_UNSET 0xFFFFFFFFu
 
@@ -40,13 +41,6 @@
         v_;                                                          \
     })
 
-/* the slots of one dataclass, in the order the Python side names them */
-#define MAX_FIELDS 16
-typedef struct {
-    PyTypeObject *type;
-    Py_ssize_t n;
-    Py_ssize_t offset[MAX_FIELDS];
-} Slots;
 
 typedef struct {
     PyObject_HEAD
@@ -82,42 +76,6 @@ static const char *const FORK_FIELDS[] = {"ktime_ns", "task", NULL};
 static const char *const TASK_FIELDS[] = {"pid", "tid", "ppid", "start_ns", "cgroup_id", "comm",
                                           NULL};
 
-static int slots_init(Slots *s, PyObject *type, PyObject *names, const char *const *want) {
-    Py_ssize_t n = 0;
-    while (want[n])
-        n++;
-    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != n) {
-        PyErr_Format(PyExc_TypeError, "collector._decode fills %zd fields of %s", n, want[0]);
-        return -1;
-    }
-    s->type = (PyTypeObject *)type; /* its reference is taken at the end */
-    s->n = n;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, want[i]) != 0) {
-            PyErr_Format(PyExc_TypeError, "%s's field %zd is %R; collector._decode fills %s "
-                         "there: rebuild it with the dataclass", s->type->tp_name, i, name,
-                         want[i]);
-            return -1;
-        }
-        PyObject *d = PyDict_GetItemWithError(s->type->tp_dict, PyTuple_GET_ITEM(names, i));
-        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "%s.%U is not a slot", s->type->tp_name,
-                             PyTuple_GET_ITEM(names, i));
-            return -1;
-        }
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-            PyErr_Format(PyExc_TypeError, "%s.%U is not a plain object slot", s->type->tp_name,
-                         PyTuple_GET_ITEM(names, i));
-            return -1;
-        }
-        s->offset[i] = m->offset;
-    }
-    Py_INCREF(type);
-    return 0;
-}
 
 /* a memoised text (comm, binary, cwd): the memo's, or what the Python side
    makes of it on a miss (and remembers) */
@@ -275,7 +233,7 @@ static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds) {
     const char *const *want[4] = {EXEC_FIELDS, EXIT_FIELDS, FORK_FIELDS, TASK_FIELDS};
     for (int i = 0; i < 4; i++)
         if (slots_init(slots[i], PyTuple_GET_ITEM(types, i), PyTuple_GET_ITEM(names, i),
-                       want[i]) < 0)
+                       want[i], "collector._decode") < 0)
             return -1;
     self->s_execve = PyUnicode_InternFromString("execve");
     self->s_truncated = PyUnicode_InternFromString("truncated");

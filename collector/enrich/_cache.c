@@ -28,17 +28,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_slots.h"
 #include <stddef.h>
 
-/* the slots of one dataclass, in the order the Python side names them */
-#define MAX_FIELDS 16
-typedef struct {
-    PyTypeObject *type;
-    Py_ssize_t n;
-    Py_ssize_t offset[MAX_FIELDS];
-} Slots;
-
-#define SLOT(obj, s, i) (*(PyObject **)((char *)(obj) + (s).offset[i]))
 
 static const char *const ENTRY_FIELDS[] = {"process", "lineage", "begin_ns", "start_ns", "cloned",
                                            "coarse", "forked", "seen_ns", "end_ns", NULL};
@@ -84,42 +76,6 @@ typedef struct {
         *s_answers, *s_stats, *s_evictions, *s_popitem;
 } Paths;
 
-static int slots_init(Slots *s, PyObject *type, PyObject *names, const char *const *want) {
-    Py_ssize_t n = 0;
-    while (want[n])
-        n++;
-    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != n) {
-        PyErr_Format(PyExc_TypeError, "collector.enrich._cache reads %zd fields of %s", n,
-                     want[0]);
-        return -1;
-    }
-    s->type = (PyTypeObject *)type;
-    s->n = n;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, want[i]) != 0) {
-            PyErr_Format(PyExc_TypeError, "%s's field %zd is %R; collector.enrich._cache reads "
-                         "%s there: rebuild it with the dataclass", s->type->tp_name, i, name,
-                         want[i]);
-            return -1;
-        }
-        PyObject *d = PyDict_GetItemWithError(s->type->tp_dict, name);
-        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "%s.%U is not a slot", s->type->tp_name, name);
-            return -1;
-        }
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-            PyErr_Format(PyExc_TypeError, "%s.%U is not a plain object slot", s->type->tp_name,
-                         name);
-            return -1;
-        }
-        s->offset[i] = m->offset;
-    }
-    Py_INCREF(type);
-    return 0;
-}
 
 /* keys of the schema's record, checked against the order this fills */
 static int keys_init(PyObject **keys, PyObject **template, PyObject *names,
@@ -607,7 +563,7 @@ static int Paths_init(Paths *self, PyObject *args, PyObject *kwds) {
     const char *const *want[4] = {ENTRY_FIELDS, EXEC_FIELDS, EXIT_FIELDS, TASK_FIELDS};
     for (int i = 0; i < 4; i++)
         if (slots_init(slots[i], PyTuple_GET_ITEM(types, i), PyTuple_GET_ITEM(names, i),
-                       want[i]) < 0)
+                       want[i], "collector.enrich._cache") < 0)
             return -1;
     if (keys_init(self->process_keys, &self->process_template, process_fields, PROCESS_FIELDS,
                   N_PROCESS) < 0 ||
