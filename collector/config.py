@@ -40,6 +40,7 @@ from collector.export.options import (
 )
 from collector.export.policy import PipelineSettings
 from collector.export.registry import builtin_names, listed, sink_class, sink_names
+from collector.pipeline.poll import BUSY_RECORDS
 from collector.probe.layout import ARGS_MAX_LIMIT
 
 log = logging.getLogger("collector.config")
@@ -93,7 +94,11 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("capture.wakeup_bytes", "int", 256 << 10, "wake the reader early once this many "
            "bytes are queued in the ring buffer", minimum=1),
     Option("capture.poll_interval_ms", "int", 25, "the reader drains the ring buffer at least "
-           "this often (ms)", minimum=1, maximum=1000),
+           "this often while events come slowly (ms)", minimum=1, maximum=1000),
+    Option("capture.busy_poll_interval_ms", "int", 100, "while events come fast (a poll "
+           f"brought {BUSY_RECORDS} records or more) the reader drains the ring buffer this often instead: "
+           "fewer, larger batches cost less CPU per event, events wait up to this long; set "
+           "it to poll_interval_ms for one fixed interval (ms)", minimum=1, maximum=1000),
     Option("capture.ignore_self", "bool", True, "ignore the collector's own process and its "
            "children (in the kernel)"),
     # enrichment

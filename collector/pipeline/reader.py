@@ -18,6 +18,7 @@ from collector.decode import DecodeError, ExecRecord, ExitRecord, ForkRecord, de
 from collector.enrich.process_cache import ProcessCache
 from collector.enrich.scan import reported_by_kernel, startup_scan, without_repeats
 from collector.filter import Stage
+from collector.pipeline.poll import next_poll_ms
 from collector.pipeline.stats import ReaderStats
 from collector.probe import Probe
 
@@ -48,6 +49,7 @@ class Reader:
         *,
         stage: Stage | None = None,
         poll_interval_ms: int = 25,
+        busy_poll_interval_ms: int | None = None,
         procfs_scan: bool = True,
         procfs_events: bool = True,
     ) -> None:
@@ -56,6 +58,9 @@ class Reader:
         self.emit = emit
         self.stage = stage
         self.poll_interval_ms = poll_interval_ms
+        # None: one fixed interval (as for the tests that build a Reader themselves)
+        self.busy_poll_interval_ms = (poll_interval_ms if busy_poll_interval_ms is None
+                                      else busy_poll_interval_ms)
         self.procfs_scan = procfs_scan
         self.procfs_events = procfs_events
         self.stats = ReaderStats()
@@ -104,9 +109,13 @@ class Reader:
                       file=sys.stderr, flush=True)
                 self.handle(raws)
             next_drops = 0.0
+            wait_ms = self.poll_interval_ms
+            quiet_ms, busy_ms = self.poll_interval_ms, self.busy_poll_interval_ms
             while True:
                 stopping = self._stop.is_set()
-                self.handle(self.probe.read(0 if stopping else self.poll_interval_ms))
+                raws = self.probe.read(0 if stopping else wait_ms)
+                wait_ms = next_poll_ms(len(raws), quiet_ms, busy_ms)
+                self.handle(raws)
                 now_s = time.monotonic()
                 if stopping or now_s >= next_drops:
                     self.stats.kernel_drops = self.probe.kernel_drops()

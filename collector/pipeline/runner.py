@@ -82,6 +82,7 @@ class Collector:
             self._fan_out,
             stage=build_stage(cfg),
             poll_interval_ms=cfg["capture.poll_interval_ms"],
+            busy_poll_interval_ms=cfg["capture.busy_poll_interval_ms"],
             procfs_scan=cfg["enrich.procfs_scan"],
             procfs_events=cfg["enrich.procfs_events"],
         )
