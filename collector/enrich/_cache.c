@@ -58,6 +58,97 @@ static const char *const EVENT_FIELDS[] = {"event_type", "time", "node", "proces
 enum { V_TYPE, V_TIME, V_NODE, V_PROCESS, V_PARENT, V_ANCESTORS, V_CODE, V_SIGNAL, V_CORE,
        V_DURATION };
 
+/*
+ * The redactor's keyword screen (collector.filter.redact.SCREEN_KEYWORDS): argv in
+ * which no keyword occurs, lower-cased, comes back from the redactor unchanged, so
+ * the call is skipped. The same question as its `_KEYWORDS.search("\0".join(argv)
+ * .lower())`, answered here for ASCII argv only (no keyword holds a NUL, so none
+ * spans two arguments; a non-ASCII character may lower-case to ASCII, e.g. the
+ * Kelvin sign to k): anything else is the redactor's to decide.
+ */
+#define SCREEN_MAX 32
+typedef struct {
+    int n;
+    unsigned int first[256]; /* lower-case first byte -> bit mask of keywords */
+    Py_ssize_t len[SCREEN_MAX];
+    char *word[SCREEN_MAX];
+} Screen;
+
+static inline unsigned char ascii_lower(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+static void screen_free(Screen *sc) {
+    for (int i = 0; i < sc->n; i++)
+        PyMem_Free(sc->word[i]);
+    sc->n = 0;
+}
+
+/* the keywords (a tuple of lower-case ASCII str) into sc; None: no screen */
+static int screen_init(Screen *sc, PyObject *keywords) {
+    memset(sc, 0, sizeof(*sc));
+    if (keywords == Py_None)
+        return 0;
+    if (!PyTuple_Check(keywords) || PyTuple_GET_SIZE(keywords) > SCREEN_MAX) {
+        PyErr_SetString(PyExc_TypeError, "redact_screen: a tuple of at most 32 keywords");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keywords); i++) {
+        PyObject *w = PyTuple_GET_ITEM(keywords, i);
+        Py_ssize_t n;
+        const char *text = PyUnicode_Check(w) ? PyUnicode_AsUTF8AndSize(w, &n) : NULL;
+        int ok = text && n > 0 && PyUnicode_IS_ASCII(w);
+        for (Py_ssize_t j = 0; ok && j < n; j++)
+            ok = ascii_lower((unsigned char)text[j]) == (unsigned char)text[j];
+        if (!ok) {
+            screen_free(sc);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "redact_screen: non-empty lower-case ASCII");
+            return -1;
+        }
+        sc->word[sc->n] = PyMem_Malloc((size_t)n);
+        if (!sc->word[sc->n]) {
+            screen_free(sc);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(sc->word[sc->n], text, (size_t)n);
+        sc->len[sc->n] = n;
+        sc->first[(unsigned char)text[0]] |= 1u << sc->n;
+        sc->n++;
+    }
+    return 0;
+}
+
+/* 1: a keyword occurs in the argv (or the screen cannot tell: not a list of ASCII
+   str); 0: none does */
+static int screen_hit(const Screen *sc, PyObject *argv) {
+    if (!PyList_CheckExact(argv))
+        return 1;
+    for (Py_ssize_t a = 0; a < PyList_GET_SIZE(argv); a++) {
+        PyObject *arg = PyList_GET_ITEM(argv, a);
+        if (!PyUnicode_CheckExact(arg) || !PyUnicode_IS_ASCII(arg))
+            return 1;
+        const unsigned char *d = PyUnicode_1BYTE_DATA(arg);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned int m = sc->first[ascii_lower(d[i])];
+            while (m) {
+                int k = __builtin_ctz(m);
+                m &= m - 1;
+                Py_ssize_t len = sc->len[k], j = 1;
+                if (len > n - i)
+                    continue;
+                while (j < len && ascii_lower(d[i + j]) == (unsigned char)sc->word[k][j])
+                    j++;
+                if (j == len)
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 typedef struct {
     PyObject_HEAD
     Slots entry, exec, exit, task;
@@ -72,6 +163,7 @@ typedef struct {
     PyObject *exec_type, *exit_type;
     PyObject *clock_type; /* BootClock: its offset is read here; another clock is called */
     long long ancestors, max_entries, ended_max, refresh_ns;
+    Screen screen; /* the redactor's keyword screen (n == 0: none, always call it) */
     PyObject *s_live, *s_ended, *s_ended_before, *s_offset, *s_sampled_at, *s_to_wall_ns,
         *s_answers, *s_stats, *s_evictions, *s_popitem;
 } Paths;
@@ -365,7 +457,9 @@ static PyObject *exec_event(Paths *self, PyObject *rec) {
     vals[11] = Py_NewRef(SLOT(task, self->task, T_COMM));
     vals[12] = Py_NewRef(SLOT(rec, self->exec, X_BINARY));
     PyObject *args = SLOT(rec, self->exec, X_ARGS);
-    vals[13] = self->redact ? PyObject_CallOneArg(self->redact, args) : Py_NewRef(args);
+    vals[13] = self->redact && (!self->screen.n || screen_hit(&self->screen, args))
+                   ? PyObject_CallOneArg(self->redact, args)
+                   : Py_NewRef(args);
     if (!vals[13])
         goto done;
     vals[14] = Py_NewRef(SLOT(rec, self->exec, X_TRUNCATED));
@@ -529,16 +623,17 @@ static int Paths_init(Paths *self, PyObject *args, PyObject *kwds) {
                              "shared", "exec_py", "exit_py", "container_py", "node", "clock",
                              "clock_type", "refresh_ns", "redact", "cgroups", "resolver_type",
                              "make_exec_id", "user_name", "exit_fields", "exec_type",
-                             "exit_type", "ancestors", "max_entries", "ended_max", NULL};
-    PyObject *types, *names, *process_fields, *event_fields;
+                             "exit_type", "ancestors", "max_entries", "ended_max",
+                             "redact_screen", NULL};
+    PyObject *types, *names, *process_fields, *event_fields, *redact_screen = Py_None;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OO!O!OOOOOOOOOLOOOOOOOOLLL:Paths", kwlist, &self->cache, &PyTuple_Type,
+            args, kwds, "OO!O!OOOOOOOOOLOOOOOOOOLLL|O:Paths", kwlist, &self->cache, &PyTuple_Type,
             &types, &PyTuple_Type, &names, &process_fields, &event_fields, &self->shared,
             &self->exec_py, &self->exit_py, &self->container_py, &self->node, &self->clock,
             &self->clock_type, &self->refresh_ns, &self->redact, &self->cgroups,
             &self->resolver_type, &self->make_exec_id, &self->user_name, &self->exit_fields,
             &self->exec_type, &self->exit_type, &self->ancestors, &self->max_entries,
-            &self->ended_max))
+            &self->ended_max, &redact_screen))
         return -1;
     PyObject **refs[] = {&self->cache, &self->shared, &self->exec_py, &self->exit_py,
                          &self->container_py, &self->node, &self->clock, &self->clock_type,
@@ -549,6 +644,9 @@ static int Paths_init(Paths *self, PyObject *args, PyObject *kwds) {
         Py_INCREF(*refs[i]);
     if (self->redact == Py_None)
         Py_CLEAR(self->redact);
+    screen_free(&self->screen); /* __init__ called again */
+    if (screen_init(&self->screen, redact_screen) < 0)
+        return -1;
     if (!PyType_Check(self->shared) ||
         !PyType_IsSubtype((PyTypeObject *)self->shared, &PyDict_Type)) {
         PyErr_SetString(PyExc_TypeError, "shared: a dict subclass (SharedRecord)");
@@ -625,6 +723,7 @@ static void Paths_dealloc(Paths *self) {
                         self->s_evictions, self->s_popitem};
     for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
         Py_XDECREF(rest[i]);
+    screen_free(&self->screen);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -651,11 +750,33 @@ static PyTypeObject PathsType = {
     .tp_methods = Paths_methods,
 };
 
+/* the screen alone, for tests/unit/test_redact_screen.py */
+static PyObject *screen(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "screen(argv, keywords)");
+        return NULL;
+    }
+    Screen sc;
+    if (screen_init(&sc, args[1]) < 0)
+        return NULL;
+    int hit = screen_hit(&sc, args[0]);
+    screen_free(&sc);
+    return PyBool_FromLong(hit);
+}
+
+static PyMethodDef module_methods[] = {
+    {"screen", (PyCFunction)(void (*)(void))screen, METH_FASTCALL,
+     "screen(argv, keywords) -> bool: True when the redactor must see argv (a keyword "
+     "occurs, lower-cased, or argv is not a list of ASCII str)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "collector.enrich._cache",
     "The process cache's regular exec and exit in C; collector.enrich.process_cache is its "
     "reference.",
-    -1, NULL,
+    -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__cache(void) {

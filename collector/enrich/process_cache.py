@@ -500,6 +500,7 @@ def _native_paths(cache: ProcessCache) -> Any:
         clock_type=BootClock,
         refresh_ns=_clock.REFRESH_NS,
         redact=None if cache.redact is _no_redaction else cache.redact,
+        redact_screen=getattr(cache.redact, "screen", None),
         cgroups=cache.cgroups,
         resolver_type=CgroupResolver,
         make_exec_id=make_exec_id,

@@ -52,10 +52,15 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 _SECRET_FLAG = re.compile(rf"(?i)--?[\w.-]*{_SECRET_WORD}[\w.-]*")
 # ... unless the flag says where the secret is, not what it is
 _NOT_A_VALUE_FLAG = re.compile(r"(?i).*[-_](?:file|stdin|path|dir|env|name|id)")
-# every built-in pattern needs one of these: one search over lower-cased argv skips the
-# rest (lower() then a case-sensitive search is ~7x faster than (?i) in Python's re)
-_KEYWORDS = re.compile(r"pass|secret|token|key|credential|auth|://|mysql_pwd|gh[pousr]_|"
-                       r"xox[abprs]-|akia|asia")
+# every built-in pattern needs one of these (lower-case ASCII): one search over the
+# lower-cased argv skips the rest (lower() then a case-sensitive search is ~7x faster
+# than (?i) in Python's re). The process cache's C exec path runs the same screen on
+# ASCII argv without a Python call (collector.enrich._cache; tests/unit/test_redact_screen.py)
+SCREEN_KEYWORDS: tuple[str, ...] = (
+    "pass", "secret", "token", "key", "credential", "auth", "://", "mysql_pwd",
+    *(f"gh{c}_" for c in "pousr"), *(f"xox{c}-" for c in "abprs"), "akia", "asia",
+)
+_KEYWORDS = re.compile("|".join(map(re.escape, SCREEN_KEYWORDS)))
 
 Redactor = Callable[[list[str]], list[str]]
 
@@ -89,6 +94,10 @@ class ArgvRedactor:
         self._defaults = [(p.sub, _masker(p)) for p in map(re.compile, DEFAULT_PATTERNS)] \
             if defaults else []
         self.redacted = 0  # arguments changed, for the stats line
+        # argv in which none of these occurs (lower-cased) comes back unchanged: a
+        # caller may skip the call then; None when every argument must be searched
+        self.screen: tuple[str, ...] | None = SCREEN_KEYWORDS if defaults and not patterns \
+            else None
 
     def __call__(self, args: list[str]) -> list[str]:
         subs = self._user
