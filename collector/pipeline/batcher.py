@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.export.policy import PipelineSettings
+from collector.pipeline.encoding import encode_all, sizes_of
 from collector.pipeline.queue import SinkQueue
 
 log = logging.getLogger("collector.pipeline")
@@ -89,23 +90,38 @@ class Batcher:
 
     def _encode_into(self, items: list[Any], events: list[Any], size: int) -> int:
         """Encode events onto items; the new byte size, or -1 when batch_bytes
-        was reached (the events not encoded went back to the queue)."""
-        encode = self.encode
+        was reached (the events after the one that reached it went back to the
+        queue, unencoded and uncounted: they are encoded again in the next batch)."""
+        fresh, bad = encode_all(self.encode, events)
+        sizes = sizes_of(fresh)
         limit = self.settings.batch_bytes
-        append = items.append
-        for i, event in enumerate(events):
-            try:
-                item = encode(event)
-            except Exception:  # one bad event must not stop the sink; count it
-                self.queue.stats.dropped["encode_error"] += 1
-                log.exception("sink %s: could not encode an event; dropped it", self.name)
-                continue
-            append(item)
-            try:
-                size += len(item)
-            except TypeError:  # an item without a length counts 0
-                continue
-            if size >= limit:
-                self.queue.give_back(events[i + 1:])
-                return -1
-        return size
+        total = size + sum(sizes)
+        if total < limit:  # the usual case: all of them fit
+            self._count_bad(bad, len(events))
+            items.extend(fresh)
+            return total
+        # the item that reaches the limit ends the batch; find its event's index
+        keep, acc = len(sizes), size
+        for i, item_size in enumerate(sizes):
+            acc += item_size
+            if acc >= limit:
+                keep = i + 1
+                break
+        last = keep - 1  # its index in events: plus the failures before it
+        for index, _ in bad:
+            if index > last:
+                break
+            last += 1
+        self._count_bad(bad, last + 1)
+        items.extend(fresh[:keep])
+        self.queue.give_back(events[last + 1:])
+        return -1
+
+    def _count_bad(self, bad: list[tuple[int, Exception]], before: int) -> None:
+        """Count (and log) the events that could not be encoded, of those before `before`."""
+        for index, exc in bad:
+            if index >= before:
+                break
+            self.queue.stats.dropped["encode_error"] += 1
+            log.error("sink %s: could not encode an event; dropped it", self.name,
+                      exc_info=exc)

@@ -33,6 +33,7 @@ from typing import Any
 from collector.errors import SinkError
 from collector.export.contract import Event, PartialWriteError, Sink, TransientSinkError
 from collector.export.policy import PipelineSettings
+from collector.pipeline.encoding import encode_run
 from collector.pipeline.queue import SinkQueue
 from collector.pipeline.stats import SinkStats
 
@@ -74,18 +75,18 @@ class InlineWriter:
             can_write = self.sink.writes_without_waiting
             if not can_write(len(events) * self._item_bytes):
                 return False
-            items, kept, sizes, bad = self._encode(events)
-            size = sum(sizes)
-            if items:
-                self._item_bytes = max(1, size // len(items))
+            run = encode_run(self.sink.encode, events)
+            size = sum(run.sizes)
+            if run.items:
+                self._item_bytes = max(1, size // len(run.items))
             if not can_write(size):
                 return False  # e.g. a full pipe: the worker waits for it, not the reader
-            if bad:  # counted here only: had the worker taken them, it would count them
-                self.stats.dropped["encode_error"] += bad
+            if run.bad:  # counted here only: had the worker taken them, it would count them
+                self.stats.dropped["encode_error"] += run.bad
                 log.error("sink %s: could not encode %d event(s); dropped them",
-                          self.sink.name, bad)
+                          self.sink.name, run.bad)
             self.stats.queued += len(events)  # before any is written: as the queue counts
-            left, fatal = self._write(items, kept, sizes)
+            left, fatal = self._write(run.items, run.events, run.sizes)
         finally:
             self.sink_lock.release()
         # outside the lock: the worker needs it to make room in a full queue
@@ -95,33 +96,6 @@ class InlineWriter:
             self.stats.queued -= len(left)  # put_many counts them again
             self.queue.put_many(left)
         return True
-
-    def _encode(self, events: list[Event]) -> tuple[list[Any], list[Event], list[int], int]:
-        """(the items, the events they encode, their sizes, how many events could
-        not be encoded). A map over the poll, not a Python loop per event: when
-        an event fails, list.extend has kept the items before it, and the map
-        goes on after it (no event is encoded twice)."""
-        encode = self.sink.encode
-        items: list[Any] = []
-        bad_at: list[int] = []
-        pos = 0
-        while pos < len(events):
-            try:
-                items.extend(map(encode, events[pos:] if pos else events))
-                break
-            except Exception:  # one bad event must not stop the sink
-                failed = len(items) + len(bad_at)  # its index in events
-                bad_at.append(failed)
-                pos = failed + 1
-        kept = events
-        if bad_at:
-            dropped = set(bad_at)
-            kept = [e for i, e in enumerate(events) if i not in dropped]
-        try:
-            sizes = list(map(len, items))
-        except TypeError:  # an item without a length counts 0, as in the batcher
-            sizes = [_size(item) for item in items]
-        return items, kept, sizes, len(bad_at)
 
     def _batch_end(self, sizes: list[int], start: int) -> int:
         """Where the batch from start ends within the batch limits: items are taken
@@ -182,9 +156,3 @@ class InlineWriter:
         log.warning("sink %s: write failed (%s); retrying from the sink's worker",
                     self.sink.name, exc)
 
-
-def _size(item: Any) -> int:
-    try:
-        return len(item)
-    except TypeError:
-        return 0

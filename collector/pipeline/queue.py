@@ -127,8 +127,11 @@ class SinkQueue:
                 self.cond.wait(timeout)
             if not queue:
                 return []
-            n = min(len(queue), most)
-            events = [queue.popleft() for _ in range(n)]
+            if len(queue) <= most:  # all of it, as a storm's poll mostly is: no loop
+                events = list(queue)
+                queue.clear()
+            else:
+                events = [queue.popleft() for _ in range(most)]
             self.held = True
             self.stats.queue_depth = len(queue)
             self.cond.notify_all()  # room for a put() blocked on a full queue

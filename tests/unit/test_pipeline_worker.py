@@ -44,7 +44,7 @@ def ev(i: int) -> Event:
 class RecordingSink(MemorySink):
     """MemorySink that also notes batch sizes, times, flushes, reopens and their threads."""
 
-    def __init__(self, *args: Any, encode_bytes: int = 0, bad: int | None = None,
+    def __init__(self, *args: Any, encode_bytes: int = 0, bad: int | set[int] | None = None,
                  open_error: Exception | None = None, open_fail_times: int = 0,
                  idle_flush_s: float | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -54,7 +54,7 @@ class RecordingSink(MemorySink):
         self.reopens: list[str] = []
         self.opens = 0
         self.encode_bytes = encode_bytes
-        self.bad = bad
+        self.bad = {bad} if isinstance(bad, int) else bad or set()
         self.open_error = open_error
         self.open_fail_times = open_fail_times
         self.idle_flush_s = idle_flush_s
@@ -67,7 +67,7 @@ class RecordingSink(MemorySink):
             raise self.open_error
 
     def encode(self, event: Event) -> Any:
-        if self.bad is not None and event["n"] == self.bad:
+        if event["n"] in self.bad:
             raise ValueError("cannot encode this one")
         if self.encode_bytes:
             return event["n"].to_bytes(4, "big") + b"x" * (self.encode_bytes - 4)
@@ -113,6 +113,22 @@ def test_batches_by_bytes_keep_order() -> None:
     # 4 x 100 bytes reach 350: the rest of the chunk goes back to the head of the queue
     assert sink.sizes == [4] * 7 + [2]
     assert sink.numbers() == list(range(30))
+
+
+def test_events_that_cannot_be_encoded_around_a_bytes_cut_count_once() -> None:
+    # 1 and 5 fail before the cut of the first chunk, 9 and 13 after it: those go back
+    # to the queue with the rest and are counted when their own batch encodes them
+    bad = {1, 5, 9, 13}
+    sink = RecordingSink(encode_bytes=100, bad=bad)
+    w = SinkWorker(sink, settings(batch_events=50, batch_bytes=350))
+    for i in range(30):
+        w.put(ev(i))
+    w.start()
+    assert w.drain(5.0)
+    assert sink.numbers() == [i for i in range(30) if i not in bad]
+    assert sink.sizes == [4] * 6 + [2]
+    assert w.stats.dropped == {"encode_error": len(bad)}
+    assert (w.stats.queued, w.stats.written) == (30, 26)
 
 
 def test_batch_waits_for_its_timeout_to_fill() -> None:
