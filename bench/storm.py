@@ -10,9 +10,12 @@ for the storm's processes (the markers) among everything else on the machine.
 
 Tracers: the floor (bench/storm/floor.c: the same tp_btf tracepoints as the
 collector, one small record per event; batched wakeups and one wakeup per
-record), Debian's libbpf-tools execsnoop + exitsnoop (the C peer), auditd
-with execve/execveat/exit_group rules, and `collector run` with the stdout,
-file and Kafka sinks (one or several collector executables: --collector).
+record), Debian's libbpf-tools execsnoop + exitsnoop (the C peer; their stdout a
+pipe the bench copies to a file, as the collector's stdout is), the same C tools
+with their stdout a tmpfs file (libbpf-tools-file: they then pay the kernel for
+the file's pages, as the collector's file sink does: its like-for-like peer),
+auditd with execve/execveat/exit_group rules, and `collector run` with the
+stdout, file and Kafka sinks (one or several collector executables: --collector).
 
 Per traced storm: spawn rate; ratio to the mean of the two adjacent untraced
 storms; tracer CPU per event = tracer CPU ÷ (2 × processes spawned), CPU from
@@ -223,19 +226,24 @@ def py_storm_rate(seconds: float) -> float:
 
 class Drain:
     """A child whose stdout is a pipe, copied as fast as it comes to a tmpfs file
-    (a reader that never makes the tracer wait)."""
+    (a reader that never makes the tracer wait); with to_file, its stdout is that
+    file itself, so the child pays the kernel for the file's pages as a file
+    sink does (the C tools' like-for-like peer of the collector's file sink)."""
 
-    def __init__(self, argv: list[str], out: Path, err: Path, **kw: Any) -> None:
+    def __init__(self, argv: list[str], out: Path, err: Path, to_file: bool = False,
+                 **kw: Any) -> None:
         self.out_path = out
         self.err_path = err
         self._err = open(err, "wb")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, **kw)
+        self._out = open(out, "wb") if to_file else None
+        self.proc = subprocess.Popen(argv, stdout=self._out or subprocess.PIPE,
+                                     stderr=self._err, stdin=subprocess.DEVNULL, **kw)
         self._thread = threading.Thread(target=self._copy, daemon=True)
         self._thread.start()
 
     def _copy(self) -> None:
-        assert self.proc.stdout is not None
+        if self.proc.stdout is None:  # to_file: nothing to copy
+            return
         fd = self.proc.stdout.fileno()
         with open(self.out_path, "wb") as f:
             while chunk := os.read(fd, 1 << 20):
@@ -261,6 +269,8 @@ class Drain:
             self.proc.wait()
         self._thread.join(30)
         self._err.close()
+        if self._out is not None:
+            self._out.close()
 
 
 def count_ppid_json(data: Iterator[bytes], ppids: list[int]) -> int:
@@ -351,14 +361,18 @@ class LibbpfTools(Tracer):
     """execsnoop + exitsnoop, run together: the C tools a user would run for the
     same two events (one perf-buffer wakeup per record)."""
 
-    name = "execsnoop+exitsnoop"
-    kind = "peer"
+    def __init__(self, to_file: bool = False) -> None:
+        self.to_file = to_file  # stdout a tmpfs file instead of a pipe (see Drain)
+        self.name = "execsnoop+exitsnoop" + (">file" if to_file else "")
+        self.kind = "peer-file" if to_file else "peer"
 
     def start(self, work: Path) -> None:
         self._mount = tracefs_mounted()
         self._mount.__enter__()
-        self.ex = Drain(["/usr/sbin/execsnoop"], work / "exec.out", work / "exec.err")
-        self.xt = Drain(["/usr/sbin/exitsnoop"], work / "exit.out", work / "exit.err")
+        self.ex = Drain(["/usr/sbin/execsnoop"], work / "exec.out", work / "exec.err",
+                        to_file=self.to_file)
+        self.xt = Drain(["/usr/sbin/exitsnoop"], work / "exit.out", work / "exit.err",
+                        to_file=self.to_file)
         # they print their header once attached (stdout is a pipe: wait for the file)
         deadline = time.monotonic() + 30
         for d in (self.ex, self.xt):
@@ -656,8 +670,8 @@ def make_tracers(names: list[str], collectors: list[tuple[str, str]]) -> list[Tr
     for n in names:
         if n in ("floor-batched", "floor-per-record"):
             out.append(Floor(n.split("-", 1)[1]))
-        elif n == "libbpf-tools":
-            out.append(LibbpfTools())
+        elif n in ("libbpf-tools", "libbpf-tools-file"):
+            out.append(LibbpfTools(to_file=n.endswith("-file")))
         elif n == "auditd":
             out.append(Auditd())
         elif n in ("stdout", "file", "kafka-json", "kafka-avro"):
@@ -700,6 +714,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     noise = [u[i] / statistics.mean([u[i - 1], u[i + 1]]) for i in range(1, len(u) - 1)]
     # goals: collector CPU/event ÷ the C peer's, round by round
     peer = [r for r in traced_rows if r["kind"] == "peer"]
+    peer_file = [r for r in traced_rows if r["kind"] == "peer-file"]
     goals: dict[str, Any] = {}
     for name, rs in by.items():
         if not rs or rs[0]["kind"] != "collector" or not peer:
@@ -709,6 +724,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         sink = name.split()[-1]
         goal = 0.35 if sink in ("stdout", "file") else 0.65
         goals[name] = {"cpu_per_event_vs_c_tools": spread(ratios), "goal": goal}
+        if sink == "file" and peer_file:  # like for like: the C tools writing a file too
+            goals[name]["cpu_per_event_vs_c_tools_to_file"] = spread(
+                [r["cpu_us_per_event"] / p["cpu_us_per_event"]
+                 for r, p in zip(rs, peer_file, strict=False) if p["cpu_us_per_event"]])
         if sink == "stdout":
             goals[name]["peak_rss_mib"] = per_tracer[name]["peak_rss_mib"]
             goals[name]["rss_goal_mib"] = 50
@@ -758,6 +777,10 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         s = g["cpu_per_event_vs_c_tools"]
         rss = f"  peak RSS {g['peak_rss_mib']} MiB (goal <= 50)" if "peak_rss_mib" in g else ""
         print(f"  {name:<28} {s['median']} [{s.get('min')}-{s.get('max')}] (goal <= {g['goal']}){rss}")
+        if "cpu_per_event_vs_c_tools_to_file" in g:
+            f = g["cpu_per_event_vs_c_tools_to_file"]
+            print(f"  {'':<28} ÷ the C tools writing a file: {f['median']} "
+                  f"[{f.get('min')}-{f.get('max')}]")
     if summary["ab"]:
         print("\nA/B (CPU/event and storm ratio, median [min-max]):")
         for name, v in summary["ab"].items():
@@ -929,7 +952,8 @@ def checkout_of(exe: str) -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "uncommitted_files": len(dirty)}
 
 
-DEFAULT_TRACERS = "floor-batched,floor-per-record,libbpf-tools,auditd,stdout,file,kafka-json,kafka-avro"
+DEFAULT_TRACERS = ("floor-batched,floor-per-record,libbpf-tools,libbpf-tools-file,auditd,"
+                   "stdout,file,kafka-json,kafka-avro")
 
 
 def main() -> None:

@@ -410,21 +410,45 @@ static int put_event(Encoder *self, Buf *b, PyObject *event) {
     return PUT_LIT(b, "}\n");
 }
 
-static PyObject *Encoder_line(Encoder *self, PyObject *event) {
+/* the fallback's line, without its newline when `cut` (a Kafka value) */
+static PyObject *fallback_line(Encoder *self, PyObject *event, int cut) {
+    if (self->fallback == Py_None)
+        return Py_NewRef(Py_None);
+    PyObject *line = PyObject_CallOneArg(self->fallback, event);
+    if (!line || !cut)
+        return line;
+    if (!PyBytes_Check(line) || PyBytes_GET_SIZE(line) < 1) {
+        Py_DECREF(line);
+        PyErr_SetString(PyExc_TypeError, "the fallback must return a newline-terminated line");
+        return NULL;
+    }
+    PyObject *value = PyBytes_FromStringAndSize(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line) - 1);
+    Py_DECREF(line);
+    return value;
+}
+
+/* cut: 1 leaves the newline out (one copy, where line()[:-1] made two) */
+static PyObject *encode(Encoder *self, PyObject *event, int cut) {
     if (!PyDict_CheckExact(event))
-        return self->fallback == Py_None ? Py_NewRef(Py_None)
-                                         : PyObject_CallOneArg(self->fallback, event);
+        return fallback_line(self, event, cut);
     Buf b;
     buf_init(&b);
     int rc = put_event(self, &b, event);
     PyObject *out = NULL;
-    if (rc == 0)
-        out = PyBytes_FromStringAndSize(b.data, b.len); /* exact size, unlike orjson's */
+    if (rc == 0) /* exact size, unlike orjson's */
+        out = PyBytes_FromStringAndSize(b.data, b.len - (cut ? 1 : 0));
     buf_free(&b);
     if (rc == UNSUPPORTED)
-        out = self->fallback == Py_None ? Py_NewRef(Py_None)
-                                        : PyObject_CallOneArg(self->fallback, event);
+        out = fallback_line(self, event, cut);
     return out;
+}
+
+static PyObject *Encoder_line(Encoder *self, PyObject *event) {
+    return encode(self, event, 0);
+}
+
+static PyObject *Encoder_value(Encoder *self, PyObject *event) {
+    return encode(self, event, 1);
 }
 
 /* a new tuple of the interned str equal to names' items: the keys the record
@@ -508,6 +532,8 @@ static PyMethodDef Encoder_methods[] = {
     {"line", (PyCFunction)Encoder_line, METH_O,
      "The event as a newline-terminated JSON line (bytes); what this does not write, "
      "the fallback's line (or None when the fallback is None)."},
+    {"value", (PyCFunction)Encoder_value, METH_O,
+     "line() without its newline: a Kafka message's value."},
     {NULL, NULL, 0, NULL},
 };
 

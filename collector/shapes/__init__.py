@@ -67,6 +67,15 @@ class Shape:
             return encode_json_line
         return self.json_line
 
+    def json_value_encoder(self) -> Callable[[Event], bytes]:
+        """event → the JSON line without its newline (a Kafka message's value)."""
+        if self.name == "native":
+            from collector.encode.json import encode_json_value
+
+            return encode_json_value
+        line = self.json_line
+        return lambda event: line(event)[:-1]
+
     def datum_encoder(self) -> Callable[[Event], bytes]:
         """event → Avro datum; the native one is the fast encoder itself."""
         if self.name == "native":

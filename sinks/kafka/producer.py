@@ -210,22 +210,13 @@ class Rounds:
         self._settled = None  # until this round has settled too
         rnd.begin(len(items))
         produce = self.producer.produce
-        callbacks = rnd.callbacks
+        callbacks, topic, headers = rnd.callbacks, self.topic, self.headers
         for i, msg in enumerate(items):
-            while True:
-                try:
-                    produce(self.topic, msg.value, msg.key, headers=self.headers[msg.event_type],
-                            on_delivery=callbacks[i])
-                    break
-                except BufferError:  # librdkafka's queue is full: wait, never drop
-                    if cancel is not None and cancel.is_set():
-                        break  # stays pending: counted by the caller, never sent
-                    self.queue_full_waits += 1
-                    self.producer.poll(0.1)
-                except KafkaException as exc:  # refused before sending, e.g. too large
-                    rnd.results[i] = exc.args[0]
-                    rnd.refused.add(i)
-                    break
+            try:
+                produce(topic, msg.value, msg.key, headers=headers[msg.event_type],
+                        on_delivery=callbacks[i])
+            except (BufferError, KafkaException) as exc:  # the rare case, out of the loop
+                self._produce_refused(rnd, i, msg, exc, cancel)
         # flush() serves the reports and returns what is still queued or in flight;
         # only the producer's own rounds put messages in it, one round at a time
         while self.producer.flush(0.5):
@@ -234,6 +225,27 @@ class Rounds:
         rnd.settled()
         self._settled = rnd
         return rnd
+
+    def _produce_refused(self, rnd: _Round, i: int, msg: Message, exc: Exception,
+                         cancel: threading.Event | None) -> None:
+        """produce() of message i raised exc: a full queue is waited for (never a
+        drop); a refusal (e.g. too large) is its result."""
+        while True:
+            if isinstance(exc, KafkaException):  # refused before sending
+                rnd.results[i] = exc.args[0]
+                rnd.refused.add(i)
+                return
+            if cancel is not None and cancel.is_set():
+                return  # stays pending: counted by the caller, never sent
+            self.queue_full_waits += 1  # BufferError: librdkafka's queue is full
+            self.producer.poll(0.1)
+            try:
+                self.producer.produce(self.topic, msg.value, msg.key,
+                                      headers=self.headers[msg.event_type],
+                                      on_delivery=rnd.callbacks[i])
+                return
+            except (BufferError, KafkaException) as again:
+                exc = again
 
     @property
     def producer_retries(self) -> int:

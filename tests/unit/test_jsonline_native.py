@@ -188,3 +188,39 @@ def test_a_shared_record_that_does_not_fit_keeps_no_text() -> None:
     e["process"] = SharedRecord(shared, args=[2**64])
     assert native(e) is None
     assert e["process"].json_text is None and e["process"].json_fragment is None
+
+
+def _values_corpus() -> list[dict[str, Any]]:
+    out = _corpus()
+    for ns in (2**63, -(2**63) - 1):  # handed to the orjson path
+        e = copy.deepcopy(EVENTS[0])
+        e["time"] = ns
+        out.append(e)
+    for _name, change in _OUTSIDE:
+        e = copy.deepcopy(EVENTS[1])
+        change(e)
+        out.append(e)
+    return out
+
+
+def test_the_kafka_value_is_the_line_without_its_newline() -> None:
+    """encode_json_value (Encoder.value, one copy) against line[:-1], written by the C
+    encoder and handed to the orjson path alike; and the orjson value likewise."""
+    for e in _values_corpus():
+        try:
+            line = encode_json_line(e)
+        except TypeError:  # orjson refuses it (a non-str key): see the next test
+            continue
+        assert line.endswith(b"\n")
+        assert jsonline.encode_json_value(e) == line[:-1], e
+        assert jsonline.encode_json_value_orjson(e) == encode_json_line_orjson(e)[:-1]
+
+
+@pytest.mark.parametrize("value", [2**64, "bad \udc80 surrogate", {1: "x"}])
+def test_a_kafka_value_orjson_refuses_fails_as_the_line_fails(value: Any) -> None:
+    e = copy.deepcopy(EVENTS[1])
+    e["process"]["cwd"] = value
+    with pytest.raises(Exception) as line_error:
+        encode_json_line(e)
+    with pytest.raises(line_error.type):
+        jsonline.encode_json_value(e)
