@@ -8,6 +8,8 @@
   1 KB) into a 1 MiB pipe that `cat` drains, per line.
 - The Process record: process_record() called with its 21 values by keyword
   and by position.
+- A Kafka JSON value: the JSON line without its newline by slicing (two
+  copies) and by the C encoder's value() (one), and the sink's whole encode.
 
 Variants alternate over --rounds; the best of each goes to
 bench/results/per_call_costs.json (ns per call or per line).
@@ -113,6 +115,35 @@ def record_costs(rounds: int) -> dict[str, float]:
     return best
 
 
+def kafka_value_costs(rounds: int) -> dict[str, float]:
+    """A Kafka JSON value: the stdout line cut (two copies) against Encoder.value (one),
+    and the sink's whole encode (value, key, Message), on the events of a synthetic
+    storm (bench/pipeline_throughput.py: decode + the process cache, as in the reader),
+    a poll of 1000 at a time, as the batcher maps them."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from pipeline_throughput import _feed, new_cache, raw_records
+
+    from collector.encode.json import encode_json_line, encode_json_value
+    from collector.pipeline.runner import tune_gc
+    from sinks.kafka.message import Framing
+
+    events: list[Any] = []
+    _feed(new_cache(), raw_records(20_000), events.extend)
+    tune_gc()  # as the collector runs: start-up frozen, gen0 threshold raised
+    variants = {"line_cut": lambda e: encode_json_line(e)[:-1], "value": encode_json_value,
+                "framing_encode_json": Framing("json").encode}
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            for i in range(0, len(events), 1000):
+                out = list(map(fn, events[i : i + 1000]))
+            ns = (time.perf_counter() - t0) / len(events) * 1e9
+            del out
+            best[name] = min(best.get(name, ns), ns)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -121,7 +152,8 @@ def main() -> None:
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "kafka_produce_ns": produce_costs(args.rounds),
            "stdout_pipe_write_ns_per_line": pipe_write_cost(args.rounds),
-           "process_record_ns": record_costs(args.rounds)}
+           "process_record_ns": record_costs(args.rounds),
+           "kafka_json_value_ns": kafka_value_costs(max(args.rounds, 5))}
     print(json.dumps(out, indent=2))
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
