@@ -51,6 +51,7 @@ class Batcher:
         self.reopen = reopen
         self.idle_flush_s = idle_flush_s
         self.dirty = False  # written since the last flush (set by the worker)
+        self._mean_size = 1024.0  # of the items encoded last: how many fit batch_bytes
 
     def next(self) -> list[Any] | Wake:
         first = self._first_events()
@@ -90,32 +91,44 @@ class Batcher:
 
     def _encode_into(self, items: list[Any], events: list[Any], size: int) -> int:
         """Encode events onto items; the new byte size, or -1 when batch_bytes
-        was reached (the events after the one that reached it went back to the
-        queue, unencoded and uncounted: they are encoded again in the next batch)."""
-        fresh, bad = encode_all(self.encode, events)
-        sizes = sizes_of(fresh)
+        was reached: the events after the one that reached it go back to the
+        queue, uncounted. A slice at a time, of about as many events as the mean
+        item size so far says still fit (all of them, mostly), so a batch that
+        reaches its limit encodes few events it gives back (encoded again in the
+        next batch)."""
         limit = self.settings.batch_bytes
-        total = size + sum(sizes)
-        if total < limit:  # the usual case: all of them fit
-            self._count_bad(bad, len(events))
-            items.extend(fresh)
-            return total
-        # the item that reaches the limit ends the batch; find its event's index
-        keep, acc = len(sizes), size
-        for i, item_size in enumerate(sizes):
-            acc += item_size
-            if acc >= limit:
-                keep = i + 1
-                break
-        last = keep - 1  # its index in events: plus the failures before it
-        for index, _ in bad:
-            if index > last:
-                break
-            last += 1
-        self._count_bad(bad, last + 1)
-        items.extend(fresh[:keep])
-        self.queue.give_back(events[last + 1:])
-        return -1
+        pos, count = 0, len(events)
+        while pos < count:
+            fit = int((limit - size) / self._mean_size) + 1
+            chunk = events if pos == 0 and fit >= count else events[pos : pos + fit]
+            fresh, bad = encode_all(self.encode, chunk)
+            sizes = sizes_of(fresh)
+            chunk_bytes = sum(sizes)
+            if fresh:
+                self._mean_size = max(1.0, chunk_bytes / len(fresh))
+            if size + chunk_bytes < limit:
+                self._count_bad(bad, len(chunk))
+                items.extend(fresh)
+                size += chunk_bytes
+                pos += len(chunk)
+                continue
+            # the item that reaches the limit ends the batch; find its event's index
+            keep, acc = len(sizes), size
+            for i, item_size in enumerate(sizes):
+                acc += item_size
+                if acc >= limit:
+                    keep = i + 1
+                    break
+            last = keep - 1  # its index in chunk: plus the failures before it
+            for index, _ in bad:
+                if index > last:
+                    break
+                last += 1
+            self._count_bad(bad, last + 1)
+            items.extend(fresh[:keep])
+            self.queue.give_back(events[pos + last + 1:])
+            return -1
+        return size
 
     def _count_bad(self, bad: list[tuple[int, Exception]], before: int) -> None:
         """Count (and log) the events that could not be encoded, of those before `before`."""

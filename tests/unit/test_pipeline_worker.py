@@ -131,6 +131,27 @@ def test_events_that_cannot_be_encoded_around_a_bytes_cut_count_once() -> None:
     assert (w.stats.queued, w.stats.written) == (30, 26)
 
 
+def test_a_bytes_cut_encodes_each_event_once_when_sizes_hold() -> None:
+    # the batcher encodes about as many events as the mean item size says still fit,
+    # so with items of one size no event is encoded, given back and encoded again
+    calls: list[int] = []
+
+    class Counting(RecordingSink):
+        def encode(self, event: Event) -> Any:
+            calls.append(event["n"])
+            return super().encode(event)
+
+    sink = Counting(encode_bytes=100)
+    w = SinkWorker(sink, settings(batch_events=50, batch_bytes=350))
+    for i in range(30):
+        w.put(ev(i))
+    w.start()
+    assert w.drain(5.0)
+    assert sink.sizes == [4] * 7 + [2]
+    assert sink.numbers() == list(range(30))
+    assert calls == list(range(30))
+
+
 def test_batch_waits_for_its_timeout_to_fill() -> None:
     sink = RecordingSink()
     w = SinkWorker(sink, settings(batch_events=1000, batch_timeout_ms=300))
