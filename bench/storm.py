@@ -238,12 +238,13 @@ class Drain:
         self._out = open(out, "wb") if to_file else None
         self.proc = subprocess.Popen(argv, stdout=self._out or subprocess.PIPE,
                                      stderr=self._err, stdin=subprocess.DEVNULL, **kw)
-        self._thread = threading.Thread(target=self._copy, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # to_file: nothing to copy
+        if self._out is None:
+            self._thread = threading.Thread(target=self._copy, daemon=True)
+            self._thread.start()
 
     def _copy(self) -> None:
-        if self.proc.stdout is None:  # to_file: nothing to copy
-            return
+        assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         with open(self.out_path, "wb") as f:
             while chunk := os.read(fd, 1 << 20):
@@ -267,7 +268,8 @@ class Drain:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._thread.join(30)
+        if self._thread is not None:
+            self._thread.join(30)
         self._err.close()
         if self._out is not None:
             self._out.close()

@@ -52,6 +52,7 @@ class RecordingSink(MemorySink):
         self.times: list[float] = []
         self.flushes = 0
         self.reopens: list[str] = []
+        self.encoded: list[int] = []  # the event numbers encode() was called with, in order
         self.opens = 0
         self.encode_bytes = encode_bytes
         self.bad = {bad} if isinstance(bad, int) else bad or set()
@@ -67,6 +68,7 @@ class RecordingSink(MemorySink):
             raise self.open_error
 
     def encode(self, event: Event) -> Any:
+        self.encoded.append(event["n"])
         if event["n"] in self.bad:
             raise ValueError("cannot encode this one")
         if self.encode_bytes:
@@ -103,13 +105,19 @@ def test_batches_by_event_count() -> None:
     assert sink.closed
 
 
-def test_batches_by_bytes_keep_order() -> None:
-    sink = RecordingSink(encode_bytes=100)
+def thirty_through_a_bytes_limit(sink: RecordingSink) -> SinkWorker:
+    """30 events of 100 bytes, batches of at most 50 events or 350 bytes, drained."""
     w = SinkWorker(sink, settings(batch_events=50, batch_bytes=350))
     for i in range(30):
         w.put(ev(i))
     w.start()
     assert w.drain(5.0)
+    return w
+
+
+def test_batches_by_bytes_keep_order() -> None:
+    sink = RecordingSink(encode_bytes=100)
+    thirty_through_a_bytes_limit(sink)
     # 4 x 100 bytes reach 350: the rest of the chunk goes back to the head of the queue
     assert sink.sizes == [4] * 7 + [2]
     assert sink.numbers() == list(range(30))
@@ -120,11 +128,7 @@ def test_events_that_cannot_be_encoded_around_a_bytes_cut_count_once() -> None:
     # to the queue with the rest and are counted when their own batch encodes them
     bad = {1, 5, 9, 13}
     sink = RecordingSink(encode_bytes=100, bad=bad)
-    w = SinkWorker(sink, settings(batch_events=50, batch_bytes=350))
-    for i in range(30):
-        w.put(ev(i))
-    w.start()
-    assert w.drain(5.0)
+    w = thirty_through_a_bytes_limit(sink)
     assert sink.numbers() == [i for i in range(30) if i not in bad]
     assert sink.sizes == [4] * 6 + [2]
     assert w.stats.dropped == {"encode_error": len(bad)}
@@ -134,22 +138,11 @@ def test_events_that_cannot_be_encoded_around_a_bytes_cut_count_once() -> None:
 def test_a_bytes_cut_encodes_each_event_once_when_sizes_hold() -> None:
     # the batcher encodes about as many events as the mean item size says still fit,
     # so with items of one size no event is encoded, given back and encoded again
-    calls: list[int] = []
-
-    class Counting(RecordingSink):
-        def encode(self, event: Event) -> Any:
-            calls.append(event["n"])
-            return super().encode(event)
-
-    sink = Counting(encode_bytes=100)
-    w = SinkWorker(sink, settings(batch_events=50, batch_bytes=350))
-    for i in range(30):
-        w.put(ev(i))
-    w.start()
-    assert w.drain(5.0)
+    sink = RecordingSink(encode_bytes=100)
+    thirty_through_a_bytes_limit(sink)
     assert sink.sizes == [4] * 7 + [2]
     assert sink.numbers() == list(range(30))
-    assert calls == list(range(30))
+    assert sink.encoded == list(range(30))
 
 
 def test_batch_waits_for_its_timeout_to_fill() -> None:
