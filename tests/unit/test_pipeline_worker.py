@@ -52,7 +52,7 @@ class RecordingSink(MemorySink):
         self.times: list[float] = []
         self.flushes = 0
         self.reopens: list[str] = []
-        self.encoded: list[int] = []  # the event numbers encode() was called with, in order
+        self.encode_calls: list[int] = []  # the event numbers encode() was called with, in order
         self.opens = 0
         self.encode_bytes = encode_bytes
         self.bad = {bad} if isinstance(bad, int) else bad or set()
@@ -68,7 +68,7 @@ class RecordingSink(MemorySink):
             raise self.open_error
 
     def encode(self, event: Event) -> Any:
-        self.encoded.append(event["n"])
+        self.encode_calls.append(event["n"])
         if event["n"] in self.bad:
             raise ValueError("cannot encode this one")
         if self.encode_bytes:
@@ -142,7 +142,7 @@ def test_a_bytes_cut_encodes_each_event_once_when_sizes_hold() -> None:
     thirty_through_a_bytes_limit(sink)
     assert sink.sizes == [4] * 7 + [2]
     assert sink.numbers() == list(range(30))
-    assert sink.encoded == list(range(30))
+    assert sink.encode_calls == list(range(30))
 
 
 def test_batch_waits_for_its_timeout_to_fill() -> None:
