@@ -42,9 +42,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--freq", type=int, default=499, help="perf samples per second")
     ap.add_argument("--collector", default=str(storm.DEFAULT_COLLECTOR))
+    ap.add_argument("--warm-mib", type=int, default=4096,
+                    help="guest memory written and freed first (bench/guest_memory.py)")
     args = ap.parse_args()
     sinks = [s for s in args.sinks.split(",") if s]
     work = Path(tempfile.mkdtemp(prefix="storm-perf-", dir=storm.SHM))
+    storm.guest_memory.warm(args.warm_mib)  # new guest pages cost 10x: not in the profile
     servers = storm.KafkaServers()
     if any(s.startswith("kafka") for s in sinks):
         servers.start(work, avro="kafka-avro" in sinks)
