@@ -28,7 +28,7 @@ $(BPF_OBJ): bpf/process.bpf.c bpf/process.h bpf/build.py build/.apt.stamp
 	$(PYTHON) bpf/build.py $@ --build-dir build
 
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: pyproject.toml setup.py collector/_decode.c collector/encode/_jsonline.c collector/probe/_ring.c collector/enrich/_exec_id.c collector/enrich/_cache.c collector/pipeline/_reader.c collector/encode/_avro.c collector/_slots.h bpf/process.h
+$(VENV)/.stamp: pyproject.toml setup.py collector/_decode.c collector/encode/_jsonline.c collector/probe/_ring.c collector/enrich/_exec_id.c collector/enrich/_cache.c collector/pipeline/_reader.c collector/encode/_avro.c sinks/kafka/_produce.c collector/_slots.h bpf/process.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@

@@ -69,7 +69,8 @@ class PlatformWheel(bdist_wheel):  # type: ignore[misc]
 
 
 # The C fast paths of the per-event work, each beside the module it mirrors: the
-# ring walk, decode (which reads bpf/process.h), the exec_id and the JSON line.
+# ring walk, decode (which reads bpf/process.h), the exec_id and the JSON line,
+# and the Kafka sink's message and produce loop.
 # Optional: without a C compiler the package installs and those Python modules do
 # the work (the same results, more CPU); tests/unit/test_*_native.py expect them built.
 _C_FLAGS = ["-O2", "-Wall", "-Werror=implicit-function-declaration"]
@@ -84,6 +85,7 @@ FAST_PATHS = [
         ("collector.pipeline._reader", "collector/pipeline/_reader.c", []),
         ("collector.encode._jsonline", "collector/encode/_jsonline.c", []),
         ("collector.encode._avro", "collector/encode/_avro.c", []),
+        ("sinks.kafka._produce", "sinks/kafka/_produce.c", []),
     )
 ]
 

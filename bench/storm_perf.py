@@ -46,6 +46,7 @@ def main() -> None:
                     help="guest memory written and freed first (bench/guest_memory.py)")
     args = ap.parse_args()
     sinks = [s for s in args.sinks.split(",") if s]
+    storm.build()  # the spawner (a fresh clone has none)
     work = Path(tempfile.mkdtemp(prefix="storm-perf-", dir=storm.SHM))
     storm.guest_memory.warm(args.warm_mib)  # new guest pages cost 10x: not in the profile
     servers = storm.KafkaServers()

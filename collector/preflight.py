@@ -127,7 +127,7 @@ def _try_load() -> tuple[bool, str]:
         probe.close()
 
 
-def _sink_checks(cfg: Config) -> Iterator[tuple[bool, str]]:
+def _sink_checks(cfg: Config) -> Iterator[tuple[bool | None, str]]:
     """Each configured sink's own checks (Sink.check), with its option values."""
     from collector.export.registry import sink_class
 

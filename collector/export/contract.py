@@ -183,6 +183,7 @@ class Sink(ABC):
         return {}
 
     @classmethod
-    def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
-        """`collector check`: (ok, one line) per thing this sink needs."""
+    def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool | None, str]]:
+        """`collector check`: (ok, one line) per thing this sink needs; ok None is
+        informational (shown, never a failure)."""
         return iter(())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from collector import shapes
 from collector.export import Event
@@ -21,9 +22,11 @@ Headers = dict[str, list[tuple[str, str | bytes | None]]]  # event type → mess
 
 
 @dataclass(slots=True)
-class Message:
+class MessagePy:
     """One message: value, key and event type (which picks its headers).
-    len() is its size in bytes, which the core's batch_bytes limit counts."""
+    len() is its size in bytes, which the core's batch_bytes limit counts.
+    The reference of sinks.kafka._produce.Message (C: one is made and sized
+    per event), and Message when the package was built without it."""
 
     value: bytes
     key: bytes
@@ -31,6 +34,22 @@ class Message:
 
     def __len__(self) -> int:
         return len(self.value) + len(self.key)
+
+
+def _native() -> type[MessagePy] | None:
+    try:
+        from sinks.kafka._produce import Message as native
+    except ImportError:  # installed without a C compiler
+        return None
+    return native  # type: ignore[no-any-return]
+
+
+_NATIVE = _native()
+NATIVE = _NATIVE is not None  # for tests, the benches and `collector check`
+if TYPE_CHECKING:
+    Message = MessagePy
+else:
+    Message = _NATIVE if _NATIVE is not None else MessagePy
 
 
 class Framing:

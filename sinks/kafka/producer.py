@@ -50,6 +50,47 @@ def error_text(exc: BaseException) -> str:
     return arg.str() if isinstance(arg, KafkaError) else str(arg)
 
 
+# confluent-kafka's produce() takes its arguments by position in this order:
+# topic, value, key, partition (-1: the partitioner's), callback (the delivery
+# report; on_delivery is its alias, next), timestamp (0: now), headers. By keyword
+# they cost 0.4 µs of its 1.4 per message (bench/per_call_costs.py); the order is
+# held to the library's by tests/unit/test_kafka_produce_by_position.py.
+PRODUCE_BY_POSITION = ("topic", "value", "key", "partition", "callback", "on_delivery",
+                       "timestamp", "headers")
+
+
+REFUSALS = (BufferError, KafkaException)  # produce() refusing one message: see _produce_refused
+
+
+def produce_all_py(produce: Callable[..., Any], topic: str, items: Sequence[Message], start: int,
+                   callbacks: list[Callable[[KafkaError | None, Any], None]], headers: Headers,
+                   refusals: tuple[type[BaseException], ...]) -> tuple[int, BaseException] | None:
+    """produce() of items[start:], message i with callbacks[i] and its event type's
+    headers, by position; at the first refusal (one of `refusals`), (its index, the
+    exception), else None. The reference of sinks.kafka._produce.produce_all (C:
+    no interpreter loop per message), and produce_all when it is not built."""
+    for i in range(start, len(items)):
+        msg = items[i]
+        try:
+            produce(topic, msg.value, msg.key, -1, callbacks[i], None, 0, headers[msg.event_type])
+        except refusals as exc:
+            return i, exc
+    return None
+
+
+def _native() -> Callable[..., tuple[int, BaseException] | None] | None:
+    try:
+        from sinks.kafka._produce import produce_all as native
+    except ImportError:  # installed without a C compiler
+        return None
+    return native  # type: ignore[no-any-return]
+
+
+_NATIVE = _native()
+NATIVE = _NATIVE is not None  # for tests, the benches and `collector check`
+produce_all = _NATIVE if _NATIVE is not None else produce_all_py
+
+
 class _Round:
     """The reports of one round. The producer reports failures only
     (delivery.report.only.error, see sinks.kafka.options): a message is delivered
@@ -209,14 +250,13 @@ class Rounds:
         rnd = self._settled if self._settled is not None else _Round()
         self._settled = None  # until this round has settled too
         rnd.begin(len(items))
-        produce = self.producer.produce
-        callbacks, topic, headers = rnd.callbacks, self.topic, self.headers
-        for i, msg in enumerate(items):
-            try:
-                produce(topic, msg.value, msg.key, headers=headers[msg.event_type],
-                        on_delivery=callbacks[i])
-            except (BufferError, KafkaException) as exc:  # the rare case, out of the loop
-                self._produce_refused(rnd, i, msg, exc, cancel)
+        produce, callbacks, topic, headers = self.producer.produce, rnd.callbacks, self.topic, self.headers
+        start = 0
+        while (refused := produce_all(produce, topic, items, start, callbacks, headers,
+                                      REFUSALS)) is not None:
+            i, exc = refused  # the rare case, out of the loop
+            self._produce_refused(rnd, i, items[i], exc, cancel)
+            start = i + 1
         # flush() serves the reports and returns what is still queued or in flight;
         # only the producer's own rounds put messages in it, one round at a time
         while self.producer.flush(0.5):
@@ -226,7 +266,7 @@ class Rounds:
         self._settled = rnd
         return rnd
 
-    def _produce_refused(self, rnd: _Round, i: int, msg: Message, exc: Exception,
+    def _produce_refused(self, rnd: _Round, i: int, msg: Message, exc: BaseException,
                          cancel: threading.Event | None) -> None:
         """produce() of message i raised exc: a full queue is waited for (never a
         drop); a refusal (e.g. too large) is its result."""
@@ -240,9 +280,8 @@ class Rounds:
             self.queue_full_waits += 1  # BufferError: librdkafka's queue is full
             self.producer.poll(0.1)
             try:
-                self.producer.produce(self.topic, msg.value, msg.key,
-                                      headers=self.headers[msg.event_type],
-                                      on_delivery=rnd.callbacks[i])
+                self.producer.produce(self.topic, msg.value, msg.key, -1, rnd.callbacks[i],
+                                      None, 0, self.headers[msg.event_type])
                 return
             except (BufferError, KafkaException) as again:
                 exc = again

@@ -84,13 +84,20 @@ class KafkaSink(Sink):
         self.encode = self.framing.encode  # type: ignore[method-assign]  # a call less per event
 
     @classmethod
-    def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
+    def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool | None, str]]:
+        from sinks.kafka import message, producer
         from sinks.kafka.check import check_reachable
 
         missing = missing_registry(options)
         if missing:
             yield False, f"kafka sink: {missing}"
         yield check_reachable(options)
+        if message.NATIVE and producer.NATIVE:
+            yield True, "kafka sink: C message and produce loop loaded"
+        else:  # informational: the Python reference does the same work
+            yield None, ("kafka sink: sinks.kafka._produce not built for this Python; the "
+                         "Python code does the work, at more CPU per message (install from "
+                         "source with a C compiler and the Python headers)")
 
     @property
     def schema_id(self) -> int | None:

@@ -46,8 +46,12 @@ class FakeProducer:
         self.pending: list[tuple[bytes, Callable[..., None]]] = []
         self.produced: list[bytes] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes, headers: Any,
-                on_delivery: Callable[..., None]) -> None:
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                partition: int = -1, callback: Callable[..., None] | None = None,
+                on_delivery: Callable[..., None] | None = None, timestamp: int = 0,
+                headers: Any = None) -> None:  # confluent-kafka's signature
+        on_delivery = callback or on_delivery
+        assert on_delivery is not None
         if self.full:
             self.full -= 1
             raise BufferError("queue full")
