@@ -63,10 +63,17 @@ def main() -> None:
             rec = subprocess.Popen(["perf", "record", "-F", str(args.freq), "-g", "-p",
                                     str(c.d.proc.pid), "-o", str(data)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
-            s = storm.storm(args.seconds)
-            rec.send_signal(signal.SIGINT)
-            rec.wait(60)
+            try:
+                time.sleep(0.5)
+                s = storm.storm(args.seconds)
+                rec.send_signal(signal.SIGINT)
+                rec.wait(60)
+            except BaseException:
+                # a failed storm must not leave perf (or the collector) running: one
+                # left behind took both CPUs for 45 minutes of later benchmarks
+                rec.kill()
+                c.d.proc.kill()
+                raise
             res = c.stop(s.pids)
             when = time.strftime("%FT%TZ", time.gmtime())
             text = (f"# bench/storm_perf.py {sink}: {s.spawned} processes at {s.rate:.0f}/s, "
