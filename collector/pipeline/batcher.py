@@ -67,7 +67,11 @@ class Batcher:
             size = self._encode_into(items, events, size)
             if size < 0 or len(items) >= most:
                 return items
-            events = queue.take(most - len(items), max(0.0, deadline - time.monotonic()))
+            need = most - len(items)
+            # wake when the rest of the batch is queued (by count, or by bytes at the
+            # mean size so far), not at every poll: a storm's batch is one wake
+            fill = min(need, int((self.settings.batch_bytes - size) / self._mean_size) + 1)
+            events = queue.take(need, max(0.0, deadline - time.monotonic()), fill)
             if not events and (queue.draining or time.monotonic() >= deadline):
                 return items
 

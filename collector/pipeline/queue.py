@@ -34,6 +34,10 @@ class SinkQueue:
         self.draining = False  # no more puts; the worker finishes what is queued
         self.held = False  # the worker took events it has not delivered yet (see settle)
         self._put_deadline = float("inf")
+        # how many queued events wake the waiting worker: 1 while it waits for a
+        # batch's first event; while it gathers the rest, what the batch still
+        # needs, so a storm wakes it once a batch rather than once a poll
+        self._wake_at = 1
 
     # -- the reader's side --------------------------------------------------------------
 
@@ -48,11 +52,11 @@ class SinkQueue:
             if st.failed is None and room > 0:
                 fits = events if len(events) <= room else events[:room]
                 rest = events[len(fits):]
-                was_empty = not queue
+                before = len(queue)
                 queue.extend(fits)
                 st.queued += len(fits)
-                st.queue_depth = len(queue)
-                if was_empty:  # only the worker waits for events, on an empty queue
+                st.queue_depth = depth = len(queue)
+                if before < self._wake_at <= depth:  # only the worker waits for events
                     self.cond.notify_all()
         for event in rest:
             self.put(event)
@@ -77,10 +81,10 @@ class SinkQueue:
             queue.append(event)
             st.queued += 1
             st.queue_depth = depth = len(queue)
-            if depth == 1:
-                # only the worker waits for events, and only on an empty queue
-                # (a put() waiting for room is woken by the worker's take):
-                # notify_all is a Python-level call, skip it when nobody waits
+            if depth == self._wake_at:
+                # only the worker waits for events, for this many (a put()
+                # waiting for room is woken by the worker's take): notify_all is
+                # a Python-level call, skip it when nobody waits
                 self.cond.notify_all()
 
     def _wait_for_room(self) -> bool:
@@ -118,13 +122,22 @@ class SinkQueue:
 
     # -- the worker's side --------------------------------------------------------------
 
-    def take(self, most: int, timeout: float) -> list[Event]:
+    def take(self, most: int, timeout: float, wake_at: int = 1) -> list[Event]:
         """Up to `most` events, waiting up to `timeout` for the first; [] when
-        none came (timeout, draining, or woken for another reason)."""
+        none came (timeout, draining, or woken for another reason).
+
+        `wake_at` > 1 (a batch being gathered): wait, up to `timeout`, until that
+        many are queued, then take what is there. Capped at half the queue, so a
+        drop policy never drops for want of a take."""
         with self.cond:
             queue = self._events
-            if not queue and timeout > 0 and not self.draining:
-                self.cond.wait(timeout)
+            want = max(1, min(wake_at, most, self.capacity // 2))
+            if len(queue) < want and timeout > 0 and not self.draining:
+                self._wake_at = want
+                try:
+                    self.cond.wait(timeout)
+                finally:
+                    self._wake_at = 1
             if not queue:
                 return []
             if len(queue) <= most:  # all of it, as a storm's poll mostly is: no loop

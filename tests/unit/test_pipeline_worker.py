@@ -18,7 +18,8 @@ import pytest
 from collector.errors import SinkError
 from collector.export import Event, TransientSinkError
 from collector.export.testing import MemorySink
-from collector.pipeline.stats import ReaderStats, summary_line
+from collector.pipeline.queue import SinkQueue
+from collector.pipeline.stats import ReaderStats, SinkStats, summary_line
 from collector.pipeline.worker import SinkWorker
 
 
@@ -413,3 +414,58 @@ def test_stats_line_shows_every_counter_and_the_sinks_own() -> None:
     line = summary_line(ReaderStats(records=5), [w.stats])
     assert line.endswith("| file queued=2 written=2 batches=1 retries=1 dropped=queue_full:1 "
                          "depth=0 rotations=3")
+
+
+def _take_in_thread(q: SinkQueue, most: int, wake_at: int) -> tuple[threading.Thread, list]:
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(q.take(most, 5.0, wake_at)))
+    t.start()
+    return t, got
+
+
+def test_a_batch_being_gathered_is_woken_when_it_can_fill_not_by_every_poll() -> None:
+    q = SinkQueue(10000, "block", SinkStats("s"))
+    t, got = _take_in_thread(q, 10, 10)
+    q.put_many([ev(i) for i in range(3)])  # a poll that does not fill the batch
+    q.put(ev(3))
+    t.join(0.3)
+    assert t.is_alive() and not got
+    q.put_many([ev(i) for i in range(4, 12)])  # the batch can fill now
+    t.join(1.0)
+    assert not t.is_alive()
+    assert [e["n"] for e in got[0]] == list(range(10))
+
+
+def test_a_gathering_wait_is_capped_at_half_the_queue() -> None:
+    # a drop policy must not drop while the worker waits for more than fits
+    q = SinkQueue(8, "drop-newest", SinkStats("s"))
+    t, got = _take_in_thread(q, 100, 100)
+    q.put_many([ev(i) for i in range(3)])
+    t.join(0.3)
+    assert t.is_alive()
+    q.put(ev(3))
+    t.join(1.0)
+    assert not t.is_alive() and len(got[0]) == 4
+    assert q.stats.dropped_total == 0
+
+
+@pytest.mark.parametrize("encode_bytes, batch_bytes, first, rest", [
+    (0, 1 << 20, 3, 7),  # filled by count: 10 events
+    (100, 350, 1, 3),    # filled by bytes: 4 x 100 reach 350
+])
+def test_a_batch_that_fills_is_written_before_its_timeout(
+        encode_bytes: int, batch_bytes: int, first: int, rest: int) -> None:
+    sink = RecordingSink(encode_bytes=encode_bytes)
+    w = SinkWorker(sink, settings(batch_events=10, batch_bytes=batch_bytes,
+                                  batch_timeout_ms=5000))
+    w.start()
+    t0 = time.monotonic()
+    w.put_many([ev(i) for i in range(first)])
+    time.sleep(0.1)
+    w.put_many([ev(i) for i in range(first, first + rest)])
+    deadline = time.monotonic() + 3
+    while not sink.times and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.sizes == [first + rest]
+    assert sink.times[0] - t0 < 1.5  # not the 5 s timeout
+    assert w.drain(5.0)
