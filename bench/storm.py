@@ -972,6 +972,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "storm.json"))
     ap.add_argument("--warm-mib", type=int, default=4096,
                     help="guest memory written and freed before the storms (0: none)")
+    ap.add_argument("--rewarm-mib", type=int, default=512,
+                    help="guest memory written and freed again before every storm, traced or "
+                         "not: the kernel hands the pages just freed out first, so each storm "
+                         "writes into pages the guest already has (0: none)")
     ap.add_argument("--spawner-check", action="store_true",
                     help="also compare the C spawner's rate with os.posix_spawn's")
     ap.add_argument("--profile", action="store_true", help="py-spy the collector instead")
@@ -1034,16 +1038,22 @@ def main() -> None:
                        "c_over_python_median": round(statistics.median(
                            c / p for c, p in zip(c_rates, py_rates, strict=True)), 3)}
             log(f"spawners: {spawner}")
+        def rewarm() -> None:
+            guest_memory.warm(args.rewarm_mib)
+
+        rewarm()
         rows: list[dict[str, Any]] = [untraced(args.seconds)]
         log(f"untraced {rows[-1]['rate']:.0f}/s")
         for rnd in range(args.rounds):
             order = tracers if rnd % 2 == 0 else tracers[::-1]
             for t in order:
+                rewarm()
                 row = traced(t, args.seconds, work, servers)
                 row["round"] = rnd
                 rows.append(row)
                 log(f"round {rnd} {t.name}: {row['rate']:.0f}/s {row['cpu_us_per_event']} µs/event "
                     f"seen {row['events_seen']}/{row['events_expected']} drops {row['kernel_drops']}")
+                rewarm()
                 rows.append(untraced(args.seconds))
                 log(f"untraced {rows[-1]['rate']:.0f}/s")
         neighbours_ratio(rows)
@@ -1052,7 +1062,7 @@ def main() -> None:
                   "storm_seconds": args.seconds, "rounds": args.rounds, "workers": 2,
                   "collectors": [{"label": lb, "path": p, **checkout_of(p)} for lb, p in collectors],
                   "wall_s": round(time.monotonic() - started), "spawner_check": spawner,
-                  "warmed_guest_mib": args.warm_mib,
+                  "warmed_guest_mib": args.warm_mib, "rewarmed_mib_per_storm": args.rewarm_mib,
                   "what": __doc__.split("\n\n")[1:4], "summary": summary, "runs": rows}
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print_table(rows, summary)

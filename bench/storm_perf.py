@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--freq", type=int, default=499, help="perf samples per second")
     ap.add_argument("--collector", default=str(storm.DEFAULT_COLLECTOR))
+    ap.add_argument("--rewarm-mib", type=int, default=512,
+                    help="guest memory written and freed again before every storm")
     ap.add_argument("--warm-mib", type=int, default=4096,
                     help="guest memory written and freed first (bench/guest_memory.py)")
     args = ap.parse_args()
@@ -54,6 +56,7 @@ def main() -> None:
         servers.start(work, avro="kafka-avro" in sinks)
     try:
         for sink in sinks:
+            storm.guest_memory.warm(args.rewarm_mib)  # pages just freed are handed out first
             c = storm.Collector(args.collector, "", sink)
             c.broker, c.registry = servers.broker, servers.registry
             run = work / sink
