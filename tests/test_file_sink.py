@@ -641,3 +641,105 @@ def test_health_counters(tmp_path: Path) -> None:
     assert h["gzipped"] == sink.rotations
     assert (h["gzip_failed"], h["write_errors"], h["repaired_bytes"]) == (0, 0, 0)
     assert json.dumps(h)  # plain values, fit for the stats line
+
+
+# -- fsync = batch through the pipeline: the reader appends, the worker fsyncs ------------
+
+class FdatasyncSpy:
+    """os.fdatasync as it is, noting the thread of every call; `fail` calls fail first
+    with EIO (the device's error, which no file system here produces on demand)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.real = os.fdatasync
+        self.threads: list[str] = []
+        self.fail = fail
+
+    def __call__(self, fd: int) -> None:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if self.fail:
+            self.fail -= 1
+            raise OSError(5, "Input/output error")
+        self.real(fd)
+
+
+def file_worker(p: Path, **options: Any) -> Any:
+    from collector.export.policy import PipelineSettings, RetryPolicy
+    from collector.pipeline.worker import SinkWorker
+
+    sink = file_sink(p, **options)
+    timeout_s = FileSink.pipeline_defaults["batch_timeout_ms"] / 1000.0
+    worker = SinkWorker(sink, PipelineSettings(batch_timeout_s=timeout_s,
+                                               retry=RetryPolicy(0.01, 0.05)))
+    worker.start()
+    return sink, worker
+
+
+def wait_for(cond: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "avro"])
+def test_fsync_batch_appends_on_the_readers_thread_and_fsyncs_on_the_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    spy = FdatasyncSpy()
+    monkeypatch.setattr(os, "fdatasync", spy)
+    p = tmp_path / f"events.{fmt}"
+    sink, w = file_worker(p, format=fmt, avro_codec="null")
+    assert sink.appends_without_waiting(4096) and not sink.writes_without_waiting(4096)
+    spy.threads.clear()  # the header's, at open
+    w.put_many(EVENTS[:100])
+    size = p.stat().st_size  # in the file when put_many returns ...
+    assert size > 100 * 100
+    assert spy.threads == [] and w.stats.written == 0  # ... durable only later
+    wait_for(lambda: w.stats.written == 100)
+    assert spy.threads == ["sink-file"]
+    assert w.drain(3.0)
+    events = read_jsonl(p) if fmt == "jsonl" else read_avro_both(p)
+    assert events == (as_json(EVENTS[:100]) if fmt == "jsonl" else EVENTS[:100])
+
+
+def test_a_failed_fsync_cuts_the_appends_off_and_writes_them_again_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "events.jsonl"
+    sink, w = file_worker(p)
+    w.put_many(EVENTS[:10])
+    wait_for(lambda: w.stats.written == 10)
+    spy = FdatasyncSpy(fail=1)
+    monkeypatch.setattr(os, "fdatasync", spy)
+    w.put_many(EVENTS[10:60])  # appended, then its fsync fails: cut off, written again
+    wait_for(lambda: w.stats.written == 60)
+    assert (w.stats.retries, sink.write_errors) == (1, 1)
+    assert spy.threads == ["sink-file", "sink-file"]  # the failed fsync, the retry's
+    assert w.drain(3.0)
+    assert read_jsonl(p) == as_json(EVENTS[:60])  # every event once, in order
+
+
+def test_an_append_that_would_rotate_is_left_to_the_worker(tmp_path: Path) -> None:
+    p = tmp_path / "events.jsonl"
+    one = len(encode_json_line(EVENTS[0]))
+    sink, w = file_worker(p, max_bytes=one * 30)
+    w.put_many(EVENTS[:20])
+    assert sink.appends_without_waiting(one * 5)
+    assert not sink.appends_without_waiting(one * 20)  # past max_bytes: rotate first
+    w.put_many(EVENTS[20:40])
+    wait_for(lambda: w.stats.written == 40)
+    assert w.drain(3.0)
+    files = [*rotated(tmp_path), p]
+    assert len(files) == 2
+    assert [e for f in files for e in read_jsonl(f)] == as_json(EVENTS[:40])
+
+
+@pytest.mark.parametrize("fsync", ["never", "interval"])
+def test_only_fsync_batch_defers_its_fsync(tmp_path: Path, fsync: str) -> None:
+    sink = file_sink(tmp_path / "events.jsonl", fsync=fsync)
+    sink.open()
+    try:
+        assert not sink.appends_without_waiting(4096)
+        assert sink.writes_without_waiting(4096)
+    finally:
+        sink.close()
