@@ -163,30 +163,6 @@ class Sink(ABC):
         Default False: every event goes through the worker."""
         return False
 
-    def appends_without_waiting(self, nbytes: int) -> bool:
-        """True when append_unsynced of items totalling nbytes would return at once
-        although write_batch would wait, for its durability step only (a file that
-        is fsynced every batch: the append is the page cache's, the fsync the
-        device's). The core may then append a poll's events on the reader thread
-        and have the sink's worker make them durable with sync() within
-        batch_timeout; they count as written only once sync() returns. Must not
-        block. Default False."""
-        return False
-
-    def append_unsynced(self, batch: Sequence[Any]) -> None:
-        """write_batch without its durability step: the items are in place, and
-        the next sync() makes them durable. Called only after
-        appends_without_waiting said yes."""
-        raise NotImplementedError(f"sink {self.name} says it appends without waiting "
-                                  "but has no append_unsynced")
-
-    def sync(self) -> None:
-        """Make every append_unsynced since the last sync durable, or undo them all
-        (the target as it was at the last sync) and raise TransientSinkError: the
-        core then writes those events again, with write_batch."""
-        raise NotImplementedError(f"sink {self.name} says it appends without waiting "
-                                  "but has no sync")
-
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything written so far durable/visible."""
 

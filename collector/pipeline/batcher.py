@@ -6,9 +6,6 @@ stop at the batch limits.
 - Wake.REOPEN: a SIGHUP reopen was requested (looked at between batches);
 - Wake.IDLE_FLUSH: nothing came for the sink's idle_flush_s since its last
   write: flush (e.g. the file sink's fsync interval);
-- Wake.SYNC: the reader appended events unsynced (collector.pipeline.inline)
-  and their batch_timeout is up, or events are queued behind them, or the
-  sink is draining: make them durable before anything else;
 - Wake.DONE: draining, and the queue is empty.
 
 A batch ends when it holds batch_events items, or batch_bytes (len() of the
@@ -40,7 +37,6 @@ class Wake(enum.Enum):
     DONE = "done"
     REOPEN = "reopen"
     IDLE_FLUSH = "idle_flush"
-    SYNC = "sync"
 
 
 class Batcher:
@@ -56,17 +52,11 @@ class Batcher:
         self.idle_flush_s = idle_flush_s
         self.dirty = False  # written since the last flush (set by the worker)
         self._mean_size = 1024.0  # of the items encoded last: how many fit batch_bytes
-        #: when the reader's unsynced appends are to be synced (time.monotonic());
-        #: None: there are none (set by the worker, cleared when it takes them)
-        self.sync_due: float | None = None
 
     def next(self) -> list[Any] | Wake:
         first = self._first_events()
         if isinstance(first, Wake):
             return first
-        if self.sync_due is not None:  # appended by the reader meanwhile: durable first
-            self.queue.give_back(first)
-            return Wake.SYNC
         deadline = time.monotonic() + self.settings.batch_timeout_s
         items: list[Any] = []
         events = first
@@ -90,23 +80,17 @@ class Batcher:
         queue = self.queue
         idle_since = time.monotonic()
         while True:
-            due = self.sync_due
-            if due is not None and (queue.draining or not queue.empty
-                                    or time.monotonic() >= due):
-                return Wake.SYNC
             if self.reopen.is_set():
                 return Wake.REOPEN
             want_flush = self.dirty and self.idle_flush_s is not None
-            flush_wait = self.idle_flush_s if want_flush and self.idle_flush_s is not None \
+            wait = self.idle_flush_s if want_flush and self.idle_flush_s is not None \
                 else IDLE_POLL_S
-            wait = flush_wait if due is None else max(0.0, min(flush_wait,
-                                                               due - time.monotonic()))
             events = queue.take(self.settings.batch_events, wait)
             if events:
                 return events
-            if queue.draining and queue.empty and self.sync_due is None:
+            if queue.draining and queue.empty:
                 return Wake.DONE
-            if want_flush and time.monotonic() - idle_since >= flush_wait:
+            if want_flush and time.monotonic() - idle_since >= wait:
                 return Wake.IDLE_FLUSH
 
     def _encode_into(self, items: list[Any], events: list[Any], size: int) -> int:

@@ -15,16 +15,6 @@ itself, when all of these hold:
   call into the sink: write, flush, reopen, close).
 Otherwise the events go to the queue, exactly as before.
 
-A sink whose write would wait only to make the events durable (the file
-sink with fsync = batch: Sink.appends_without_waiting) is appended to here
-with append_unsynced, and its worker makes the appends durable (Sink.sync)
-within batch_timeout of the first one, as a batch gathered by the worker
-would be: the events wait as long, but in the file rather than in the queue.
-They count as written only once sync() returns; when it fails the worker
-writes them again (the sink has undone the appends) ahead of anything
-queued after them. Until then they are this writer's `unsynced`, and the
-worker syncs them before it takes any batch, so nothing overtakes them.
-
 Counting is the worker's: the events count as queued, then as written (or
 dropped for encode_error). The first write only is made here; a
 TransientSinkError gives the unwritten events to the queue, where the worker
@@ -55,8 +45,7 @@ class InlineWriter:
 
     def __init__(self, sink: Sink, settings: PipelineSettings, queue: SinkQueue,
                  stats: SinkStats, sink_lock: threading.Lock,
-                 fail: Callable[[SinkError], None], on_written: Callable[[], None],
-                 request_sync: Callable[[], None]) -> None:
+                 fail: Callable[[SinkError], None], on_written: Callable[[], None]) -> None:
         self.sink = sink
         self.settings = settings
         self.queue = queue
@@ -64,13 +53,9 @@ class InlineWriter:
         self.sink_lock = sink_lock
         self.fail = fail
         self.on_written = on_written  # tells the worker something was written here
-        self.request_sync = request_sync  # the worker syncs unsynced appends within batch_timeout
         # a sink that never says yes is never asked (and nothing is encoded for it here)
-        writes = type(sink).writes_without_waiting is not Sink.writes_without_waiting
-        self.defers = type(sink).appends_without_waiting is not Sink.appends_without_waiting
-        self.enabled = settings.when_full == "block" and (writes or self.defers)
-        #: appended here, not durable yet: written once the worker's sync() returns
-        self.unsynced: list[Event] = []
+        overrides = type(sink).writes_without_waiting is not Sink.writes_without_waiting
+        self.enabled = settings.when_full == "block" and overrides
         self._item_bytes = 1024  # the mean item size of the last poll written here
         self.ready = False  # set by the worker while the sink is open
 
@@ -87,13 +72,9 @@ class InlineWriter:
                 return False
             # asked before encoding (with the last poll's mean size), so a "no" costs
             # nothing, and again with the real size (a pipe that has room for less)
-            guess = len(events) * self._item_bytes
             can_write = self.sink.writes_without_waiting
-            deferred = False
-            if not can_write(guess):
-                if not (self.defers and self.sink.appends_without_waiting(guess)):
-                    return False
-                deferred, can_write = True, self.sink.appends_without_waiting
+            if not can_write(len(events) * self._item_bytes):
+                return False
             run = encode_run(self.sink.encode, events)
             size = sum(run.sizes)
             if run.items:
@@ -105,13 +86,9 @@ class InlineWriter:
                 log.error("sink %s: could not encode %d event(s); dropped them",
                           self.sink.name, run.bad)
             self.stats.queued += len(events)  # before any is written: as the queue counts
-            had_unsynced = bool(self.unsynced)
-            left, fatal = self._write(run.items, run.events, run.sizes, deferred)
-            sync_wanted = bool(self.unsynced) and not had_unsynced
+            left, fatal = self._write(run.items, run.events, run.sizes)
         finally:
             self.sink_lock.release()
-        if sync_wanted:  # outside the lock, like the queue below
-            self.request_sync()
         # outside the lock: the worker needs it to make room in a full queue
         if fatal is not None:
             self.fail(fatal)
@@ -134,13 +111,11 @@ class InlineWriter:
             end += 1
         return end
 
-    def _write(self, items: list[Any], events: list[Event], sizes: list[int],
-               deferred: bool) -> tuple[list[Event], SinkError | None]:
-        """Write (deferred: append unsynced) the items in batches within the batch
-        limits; (the events for the worker to retry, a fatal error)."""
+    def _write(self, items: list[Any], events: list[Event],
+               sizes: list[int]) -> tuple[list[Event], SinkError | None]:
+        """Write the items in batches within the batch limits; (the events for the
+        worker to retry, a fatal error)."""
         stats = self.stats
-        write = self.sink.append_unsynced if deferred else self.sink.write_batch
-        done = self.unsynced.extend if deferred else None  # else: written now
         start = 0
         left: list[Event] = []
         fatal: SinkError | None = None
@@ -148,16 +123,12 @@ class InlineWriter:
             end = self._batch_end(sizes, start)
             batch = items[start:end]
             try:
-                write(batch)
+                self.sink.write_batch(batch)
             except PartialWriteError as exc:
                 remaining = {id(item) for item in exc.remaining}
-                kept = [(id(item) in remaining, e)
-                        for item, e in zip(batch, events[start:end], strict=True)]
-                left = [e for unwritten, e in kept if unwritten]
-                if done is None:
-                    stats.written += len(batch) - len(left)
-                else:
-                    done([e for unwritten, e in kept if not unwritten])
+                left = [e for item, e in zip(batch, events[start:end], strict=True)
+                        if id(item) in remaining]
+                stats.written += len(batch) - len(left)
                 left += events[end:]
                 self._retried(exc)
                 break
@@ -169,10 +140,7 @@ class InlineWriter:
                 stats.dropped["sink_failed"] += len(items) - start
                 fatal = exc
                 break
-            if done is None:
-                stats.written += len(batch)
-            else:
-                done(events[start:end])
+            stats.written += len(batch)
             stats.batches += 1
             stats.retrying = None
             start = end
@@ -180,11 +148,6 @@ class InlineWriter:
         stats.take_give_ups(self.sink)
         stats.refresh_extra(self.sink)
         return left, fatal
-
-    def take_unsynced(self) -> list[Event]:
-        """The unsynced appends, handed over (to be synced, or counted)."""
-        taken, self.unsynced = self.unsynced, []
-        return taken
 
     def _retried(self, exc: TransientSinkError) -> None:
         """The first write failed: the worker retries (counted and logged as a retry)."""

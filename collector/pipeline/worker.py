@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,7 +60,7 @@ class SinkWorker:
         # every call into the sink holds it: the worker's, and the reader's inline writes
         self._sink_lock = threading.Lock()
         self.inline = InlineWriter(sink, settings, self.queue, self.stats, self._sink_lock,
-                                   self._fail, self._written_inline, self._request_sync)
+                                   self._fail, self._written_inline)
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
         sink.bind(settings)
 
@@ -90,15 +89,6 @@ class SinkWorker:
 
     def _written_inline(self) -> None:
         self.batcher.dirty = True  # the idle flush (e.g. fsync interval) covers it too
-
-    def _request_sync(self) -> None:
-        """The reader appended unsynced events: the worker syncs them within
-        batch_timeout (one wake-up for every batch_timeout of appends, not one a poll)."""
-        batcher = self.batcher
-        with self.queue.cond:
-            if batcher.sync_due is None:
-                batcher.sync_due = time.monotonic() + self.settings.batch_timeout_s
-            self.queue.cond.notify_all()
 
     def put(self, event: Event) -> None:
         self.queue.put(event)
@@ -167,8 +157,6 @@ class SinkWorker:
                     log.warning("sink %s: reopen failed: %s", self.sink.name, exc)
             elif got is Wake.IDLE_FLUSH:
                 self._idle_flush()
-            elif got is Wake.SYNC:
-                self._sync_inline()
             elif isinstance(got, list):
                 try:
                     with self._sink_lock:
@@ -177,33 +165,6 @@ class SinkWorker:
                     self.queue.settle()
                 batcher.dirty = True
                 self.stats.refresh_extra(self.sink)
-
-    def _sync_inline(self) -> None:
-        """Make the reader's unsynced appends durable and only then count them
-        written; if the sink undid them, they go back to the head of the queue,
-        to be written again by this worker with the retry policy."""
-        fatal: SinkError | None = None
-        with self._sink_lock:
-            self.batcher.sync_due = None
-            events = self.inline.take_unsynced()
-            if events:
-                try:
-                    self.sink.sync()
-                except TransientSinkError as exc:
-                    self.stats.retries += 1
-                    self.stats.retrying = str(exc)
-                    self.queue.give_back(events)
-                    log.warning("sink %s: making %d event(s) durable failed (%s); writing "
-                                "them again", self.sink.name, len(events), exc)
-                except SinkError as exc:
-                    self.stats.dropped["sink_failed"] += len(events)
-                    fatal = exc
-                else:
-                    self.stats.written += len(events)
-                    self.stats.retrying = None
-        self.queue.settle()  # a batch taken and given back for this sync
-        if fatal is not None:
-            raise fatal
 
     def _idle_flush(self) -> None:
         """Idle: let the sink make what it wrote durable (e.g. fsync interval)."""
@@ -218,11 +179,6 @@ class SinkWorker:
     def _finish(self) -> None:
         """Whatever is still queued is counted; the sink is closed."""
         self.inline.ready = False
-        if self.inline.unsynced and self.error is None:
-            try:
-                self._sync_inline()
-            except SinkError as exc:
-                self._fail(exc)
         left = self.queue.clear()
         if left:
             reason = "shutdown_timeout" if self.error is None else "sink_failed"
@@ -240,7 +196,7 @@ class SinkWorker:
         with self.queue.cond:
             self.error = exc
             self.stats.failed = why
-        left = self.queue.clear() + len(self.inline.take_unsynced())
+        left = self.queue.clear()
         if left:
             self.stats.dropped["sink_failed"] += left
         if self._on_fatal is not None:

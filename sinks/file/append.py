@@ -6,9 +6,7 @@ back to its size before the batch and TransientSinkError is raised: the
 core backs off and retries, and a reader never sees half a JSON line or
 half an Avro block.
 
-fsync: `batch` syncs before the append returns (returning means durable;
-an append with sync=False leaves that to sync_or_undo, the worker's, see
-FileSink.append_unsynced),
+fsync: `batch` syncs before the append returns (returning means durable),
 `interval` at most every `fsync_interval_s` (and on flush: the core calls
 flush after that long idle), `never` leaves it to the kernel. Directory
 entries (a new file, a rename) are synced too, unless `never`.
@@ -105,16 +103,16 @@ class Appender:
         os.close(fd)
         return staged
 
-    def append(self, fd: int, good: int, data: bytes, sync: bool = True) -> None:
+    def append(self, fd: int, good: int, data: bytes) -> None:
         """All of data at the end of the file, or the file as it was (`good`
-        bytes) and TransientSinkError. sync=False: not even with fsync = batch."""
+        bytes) and TransientSinkError."""
         try:
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
             self.unsynced = True
-            if (sync and self.fsync == "batch") or (
+            if self.fsync == "batch" or (
                     self.fsync == "interval"
                     and time.monotonic() - self._last_sync >= self.fsync_interval_s):
                 self._sync(fd)
@@ -136,22 +134,6 @@ class Appender:
             except OSError as exc:
                 raise TransientSinkError(f"file sink: fsync of {self.path} failed: "
                                          f"{exc.strerror}") from None
-
-    def sync_or_undo(self, fd: int, good: int) -> None:
-        """Make the appends since the last sync durable, or cut the file back to
-        `good` bytes (its size at that sync) and raise TransientSinkError."""
-        try:
-            self._sync(fd)
-        except OSError as exc:
-            self.write_errors += 1
-            try:
-                os.ftruncate(fd, good)
-            except OSError as trunc_exc:
-                log.error("file sink: could not cut %s back to %d bytes after a failed "
-                          "fsync: %s", self.path, good, trunc_exc.strerror)
-            raise TransientSinkError(f"file sink: fsync of {self.path} failed: "
-                                     f"{exc.strerror}; its last events will be written "
-                                     "again") from None
 
     def sync_before_leaving(self, fd: int) -> None:
         """Before the file is rotated or reopened away from (raises OSError)."""

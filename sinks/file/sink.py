@@ -84,9 +84,6 @@ class FileSink(Sink):
         encoder = self.shape.json_encoder() if fmt == "jsonl" else self.shape.datum_encoder()
         self.encode = encoder  # type: ignore[method-assign,assignment]
         self.repaired_bytes = 0  # cut from a torn tail (SIGKILL) when reopening a file
-        # where the file ended before the first append_unsynced since the last sync:
-        # what a failed sync cuts it back to (None: nothing unsynced)
-        self._unsynced_from: int | None = None
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> Iterator[tuple[bool, str]]:
@@ -137,20 +134,6 @@ class FileSink(Sink):
         return self.shape.datum_encoder()(event)
 
     def write_batch(self, batch: Sequence[Any]) -> None:
-        self._write(batch, sync=True)
-
-    def append_unsynced(self, batch: Sequence[Any]) -> None:
-        """fsync = batch, from the reader's thread: the append without its fsync,
-        which the worker makes with sync() (appends_without_waiting)."""
-        self._write(batch, sync=False)
-
-    def sync(self) -> None:
-        good, self._unsynced_from = self._unsynced_from, None
-        if good is None or self._fd is None:
-            return  # nothing appended since, or a rotation or reopen synced it on leaving
-        self.appender.sync_or_undo(self._fd, good)
-
-    def _write(self, batch: Sequence[Any], sync: bool) -> None:
         if not batch:
             return
         if self._reopen_pending and time.monotonic() >= self._reopen_retry_at:
@@ -164,18 +147,13 @@ class FileSink(Sink):
         if self.rotation.due(size, len(data), len(self._header), self._opened_at):
             framing = self._ocf
             self._rotate()
-            # the old file was synced on leaving: everything unsynced is durable now,
-            # and this append is synced too, so a later sync() has nothing to undo
-            sync, self._unsynced_from = True, None
             fd = self._active_fd()
             size = os.fstat(fd).st_size
             if self._ocf is not framing:  # appending to a file with its own sync marker
                 data = self._frame(batch)
         if size == 0 and self._header:
             data = self._header + data  # the file was emptied under us (copytruncate)
-        self.appender.append(fd, size, data, sync)
-        if not sync and (self._unsynced_from is None or size < self._unsynced_from):
-            self._unsynced_from = size
+        self.appender.append(fd, size, data)
 
     def writes_without_waiting(self, nbytes: int) -> bool:
         """Appending to a regular file returns at once, unless every batch is
@@ -186,19 +164,6 @@ class FileSink(Sink):
             return stat.S_ISREG(os.fstat(self._fd).st_mode)
         except OSError:
             return False
-
-    def appends_without_waiting(self, nbytes: int) -> bool:
-        """fsync = batch: appending nbytes to a regular file returns at once (the
-        fsync is what waits, and the worker makes it), unless the append would
-        rotate the file first (the worker rotates, after a sync)."""
-        if self.fsync != "batch" or self._fd is None or self._reopen_pending:
-            return False
-        try:
-            st = os.fstat(self._fd)
-        except OSError:
-            return False
-        return stat.S_ISREG(st.st_mode) and not self.rotation.due(
-            st.st_size, nbytes, len(self._header), self._opened_at)
 
     def flush(self) -> None:
         self.appender.flush(self._fd)
@@ -232,7 +197,6 @@ class FileSink(Sink):
                 os.close(old)
         self._reopen_pending = False
         self.appender.unsynced = False
-        self._unsynced_from = None  # synced before leaving
         log.info("file sink: reopened %s", self.path)
 
     def close(self) -> None:
