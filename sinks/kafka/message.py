@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from collector import shapes
 from collector.export import Event
 from collector.schema import EVENT_TYPES
+from sinks.kafka.native import native_part
 
 CONTENT_TYPES = {
     "json": "application/json",
@@ -36,15 +37,7 @@ class MessagePy:
         return len(self.value) + len(self.key)
 
 
-def _native() -> type[MessagePy] | None:
-    try:
-        from sinks.kafka._produce import Message as native
-    except ImportError:  # installed without a C compiler
-        return None
-    return native  # type: ignore[no-any-return]
-
-
-_NATIVE = _native()
+_NATIVE: type[MessagePy] | None = native_part("Message")
 NATIVE = _NATIVE is not None  # for tests, the benches and `collector check`
 if TYPE_CHECKING:
     Message = MessagePy

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from collector.errors import UsageError
 from sinks.kafka.delivery import DROP_REASONS, PENDING, Outcome, classify
 from sinks.kafka.message import Headers, Message
+from sinks.kafka.native import native_part
 from sinks.kafka.options import redact
 from sinks.kafka.producer_stats import ProducerStats
 
@@ -78,15 +79,7 @@ def produce_all_py(produce: Callable[..., Any], topic: str, items: Sequence[Mess
     return None
 
 
-def _native() -> Callable[..., tuple[int, BaseException] | None] | None:
-    try:
-        from sinks.kafka._produce import produce_all as native
-    except ImportError:  # installed without a C compiler
-        return None
-    return native  # type: ignore[no-any-return]
-
-
-_NATIVE = _native()
+_NATIVE: Callable[..., tuple[int, BaseException] | None] | None = native_part("produce_all")
 NATIVE = _NATIVE is not None  # for tests, the benches and `collector check`
 produce_all = _NATIVE if _NATIVE is not None else produce_all_py
 
